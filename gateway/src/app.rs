@@ -1,0 +1,148 @@
+//! The shared state of a running gateway, and the operations on it that both
+//! the auth routes and the proxy use.
+
+use crate::config::{Config, Portal};
+use crate::entra::discovery::DiscoveryDocument;
+use crate::entra::jwks::JwksCache;
+use crate::identity::AssertionSigner;
+use crate::metrics::METRICS;
+use crate::session::{Session, SessionId, Store, StoreError, now_unix};
+use policy::portal::PortalRoute;
+use policy::tenants::TenantPolicy;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How stale `last_seen` may get before a request writes it back: idle
+/// timeouts are honoured to this precision without a store write per request.
+const TOUCH_INTERVAL_SECS: i64 = 60;
+/// Re-sign an assertion when less than this is left of its lifetime.
+const RESIGN_MARGIN_SECS: i64 = 60;
+const ASSERTION_CACHE_MAX: usize = 100_000;
+
+pub struct App {
+    pub config: Config,
+    pub portal_routes: Vec<PortalRoute>,
+    pub store: Arc<dyn Store>,
+    pub http: reqwest::Client,
+    pub jwks: JwksCache,
+    pub metadata: DiscoveryDocument,
+    pub tenant_policy: TenantPolicy,
+    pub signer: AssertionSigner,
+    assertions: Mutex<HashMap<SessionId, (Arc<str>, i64)>>,
+}
+
+/// Everything the upstream request gets for a signed-in session.
+pub struct ForwardIdentity {
+    pub assertion: Arc<str>,
+    pub session: Session,
+}
+
+impl App {
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        http: reqwest::Client,
+        metadata: DiscoveryDocument,
+        signer: AssertionSigner,
+    ) -> Self {
+        App {
+            portal_routes: config.portal_routes(),
+            tenant_policy: config.entra.tenant_policy(),
+            jwks: JwksCache::new(http.clone()),
+            config,
+            store,
+            http,
+            metadata,
+            signer,
+            assertions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn portal(&self, i: usize) -> &Portal {
+        &self.config.portals[i]
+    }
+
+    /// Seconds a new session lives without use.
+    pub fn session_ttl(&self, s: &Session, now: i64) -> Duration {
+        Duration::from_secs(s.ttl_at(now).max(1) as u64)
+    }
+
+    pub async fn store_op<T>(
+        &self,
+        op: &'static str,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        METRICS.store_ops.with_label_values(&[op]).inc();
+        let r = fut.await;
+        if let Err(e) = &r {
+            METRICS.store_errors.with_label_values(&[op]).inc();
+            tracing::warn!(event = "store_error", op, error = %e);
+        }
+        r
+    }
+
+    /// The live session behind a cookie value at this portal, if any.
+    pub async fn session_for_cookie(
+        &self,
+        value: &str,
+        portal: &Portal,
+    ) -> Result<Option<(SessionId, Session)>, StoreError> {
+        let Some(id) = SessionId::parse(value) else {
+            METRICS
+                .bad_requests
+                .with_label_values(&["malformed_session_cookie"])
+                .inc();
+            return Ok(None);
+        };
+        let Some(mut s) = self
+            .store_op("get_session", self.store.get_session(&id))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let now = now_unix();
+        if !s.is_live(now) || s.portal != portal.name {
+            return Ok(None);
+        }
+        if now - s.last_seen >= TOUCH_INTERVAL_SECS {
+            s.last_seen = now;
+            let ttl = self.session_ttl(&s, now);
+            self.store_op("touch_session", self.store.put_session(&id, &s, ttl))
+                .await?;
+        }
+        Ok(Some((id, s)))
+    }
+
+    /// The assertion for a session, signed at most once per lifetime.
+    pub fn assertion_for(&self, id: &SessionId, s: &Session) -> Option<Arc<str>> {
+        let now = now_unix();
+        let mut cache = self.assertions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((jwt, exp)) = cache.get(id)
+            && exp - now > RESIGN_MARGIN_SECS
+        {
+            return Some(jwt.clone());
+        }
+        let (jwt, exp) = match self.signer.sign(s, now) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(event = "assertion_sign_failed", error = %e);
+                return None;
+            }
+        };
+        if cache.len() >= ASSERTION_CACHE_MAX {
+            // Crude but bounded: everything is re-signable on demand.
+            cache.clear();
+        }
+        let jwt: Arc<str> = jwt.into();
+        cache.insert(id.clone(), (jwt.clone(), exp));
+        Some(jwt)
+    }
+
+    pub fn forget_assertion(&self, id: &SessionId) {
+        self.assertions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+}

@@ -1,0 +1,275 @@
+//! `/auth/account/azureresponse`: the end of a sign-in. Validates state,
+//! browser binding, the token (SPEC §6), then creates a fresh session.
+
+use super::{RequestContext, param, params};
+use crate::app::App;
+use crate::entra::token::{CodeExchange, ExchangeError, exchange};
+use crate::entra::validate::{c_hash, unverified_c_hash, validate_id_token};
+use crate::metrics::METRICS;
+use crate::respond::{self, Resp};
+use crate::session::{LoginRecord, Session, SessionId, now_unix, random_token};
+use bytes::Bytes;
+use cookie::SameSite;
+use http::Request;
+use policy::Reason;
+use policy::claims::{TokenExpectations, VerifiedIdentity};
+use policy::cookies::{login_cookie_name, session_cookie_name};
+use std::time::Instant;
+use subtle::ConstantTimeEq;
+
+const MAX_STATE_LEN: usize = 64;
+
+struct Refused {
+    reason: Reason,
+    detail: Option<String>,
+    /// The login cookie to clear (once the state has been consumed).
+    clear_cookie: Option<String>,
+}
+
+impl From<Reason> for Refused {
+    fn from(reason: Reason) -> Self {
+        Refused {
+            reason,
+            detail: None,
+            clear_cookie: None,
+        }
+    }
+}
+
+pub async fn handle(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Resp {
+    let started = Instant::now();
+    let portal = app.portal(cx.portal);
+    match complete(app, req, cx).await {
+        Ok(resp) => {
+            METRICS.signins.with_label_values(&["ok", "ok"]).inc();
+            METRICS
+                .signin_duration
+                .with_label_values(&["ok"])
+                .observe(started.elapsed().as_secs_f64());
+            resp
+        }
+        Err(r) => {
+            let result = if r.reason.status() >= 500 {
+                "error"
+            } else {
+                "refused"
+            };
+            METRICS
+                .signins
+                .with_label_values(&[result, r.reason.code()])
+                .inc();
+            METRICS
+                .signin_duration
+                .with_label_values(&[result])
+                .observe(started.elapsed().as_secs_f64());
+            tracing::warn!(event = "signin", result, reason = r.reason.code(), portal = %portal.name);
+            // The callback is always a top-level navigation (form_post).
+            let mut resp = respond::refusal(r.reason, r.detail.as_deref(), Some(portal), true);
+            if let Some(name) = r.clear_cookie {
+                respond::add_cookie(&mut resp, &respond::expired_cookie(name, cx.secure_cookies));
+            }
+            resp
+        }
+    }
+}
+
+async fn complete(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Result<Resp, Refused> {
+    let portal = app.portal(cx.portal);
+    let p = params(req);
+    let state = param(&p, "state").ok_or(Reason::StateMissing)?;
+    if state.len() > MAX_STATE_LEN
+        || state.len() < super::login::STATE_TAG_LEN
+        || !state
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(Reason::StateUnknown.into());
+    }
+    let cookies = respond::request_cookies(req.headers());
+    let cookie_name = login_cookie_name(
+        &app.config.session.cookie_name,
+        &state[..super::login::STATE_TAG_LEN],
+        cx.secure_cookies,
+    );
+    let binding = respond::find_cookie(&cookies, &cookie_name)
+        .and_then(|v| v.split_once('.').map(|(_, b)| b.to_string()))
+        .ok_or(Reason::StateCookieMissing)?;
+
+    // Single use: whatever happens next, this state is gone.
+    let record = app
+        .store_op("take_login", app.store.take_login(state))
+        .await
+        .map_err(|_| Reason::StoreUnavailable)?;
+    let clear = Some(cookie_name.clone());
+    let refuse = |reason: Reason| Refused {
+        reason,
+        detail: None,
+        clear_cookie: clear.clone(),
+    };
+    let record: LoginRecord = record.ok_or_else(|| refuse(Reason::StateUnknown))?;
+    if !bool::from(record.binding.as_bytes().ct_eq(binding.as_bytes())) {
+        return Err(refuse(Reason::StateCookieMismatch));
+    }
+    if record.portal != portal.name {
+        return Err(refuse(Reason::StateUnknown));
+    }
+
+    if let Some(error) = param(&p, "error") {
+        let description = param(&p, "error_description").unwrap_or("");
+        let detail: String = format!("{error}: {description}")
+            .chars()
+            .take(400)
+            .collect();
+        return Err(Refused {
+            reason: Reason::IdpError,
+            detail: Some(detail),
+            clear_cookie: clear,
+        });
+    }
+
+    let (id_token, code) = match &record.pkce_verifier {
+        Some(verifier) => {
+            let code = param(&p, "code").ok_or_else(|| refuse(Reason::TokenMissing))?;
+            let secret = app
+                .config
+                .entra
+                .client_secret
+                .as_ref()
+                .ok_or_else(|| refuse(Reason::CodeExchangeFailed))?;
+            let token = exchange(
+                &app.http,
+                CodeExchange {
+                    token_endpoint: &app.metadata.token_endpoint,
+                    client_id: app.config.entra.client_id.as_str(),
+                    client_secret: secret,
+                    code,
+                    redirect_uri: &portal.redirect_uri(),
+                    code_verifier: verifier,
+                },
+            )
+            .await
+            .map_err(|e| {
+                tracing::warn!(event = "code_exchange_failed", error = %e);
+                refuse(match e {
+                    ExchangeError::Unreachable(_) => Reason::MetadataUnavailable,
+                    _ => Reason::CodeExchangeFailed,
+                })
+            })?;
+            (token, Some(code))
+        }
+        None => (
+            param(&p, "id_token")
+                .ok_or_else(|| refuse(Reason::TokenMissing))?
+                .to_string(),
+            None,
+        ),
+    };
+
+    let login_tenant = record.tenant.as_deref().and_then(|t| t.parse().ok());
+    let expect = TokenExpectations {
+        issuer_host: &app.config.entra.issuer_host,
+        client_id: &app.config.entra.client_id,
+        tenants: &app.tenant_policy,
+        login_tenant: login_tenant.as_ref(),
+        nonce: &record.nonce,
+        now: now_unix(),
+        skew_secs: app.config.entra.clock_skew.as_secs() as i64,
+    };
+    let identity = validate_id_token(&app.jwks, &app.metadata.jwks_uri, &id_token, &expect)
+        .await
+        .map_err(refuse)?;
+    if let (Some(code), Some(h)) = (code, unverified_c_hash(&id_token))
+        && h != c_hash(code)
+    {
+        return Err(refuse(Reason::CHashMismatch));
+    }
+
+    let resp = create_session(app, req, cx, &record, &identity, &cookie_name)
+        .await
+        .map_err(refuse)?;
+    tracing::info!(
+        event = "signin", result = "ok", portal = %portal.name, tid = %identity.tid,
+        oid = %identity.oid, remember_me = record.remember_me
+    );
+    Ok(resp)
+}
+
+async fn create_session(
+    app: &App,
+    req: &Request<Bytes>,
+    cx: &RequestContext,
+    record: &LoginRecord,
+    id: &VerifiedIdentity,
+    login_cookie: &str,
+) -> Result<Resp, Reason> {
+    let portal = app.portal(cx.portal);
+    let cfg = &app.config.session;
+    let now = now_unix();
+    let remember = record.remember_me && app.config.sso.remember_me;
+    let (idle, absolute) = if remember {
+        let d = (app.config.sso.remember_me_days * 86_400) as i64;
+        (d, d)
+    } else {
+        (
+            cfg.idle_timeout.as_secs() as i64,
+            cfg.absolute_timeout.as_secs() as i64,
+        )
+    };
+    let session = Session {
+        portal: portal.name.clone(),
+        portal_kind: portal.kind.as_str().to_string(),
+        tid: id.tid.to_string(),
+        oid: id.oid.clone(),
+        sub: id.sub.clone(),
+        issuer: id.issuer.clone(),
+        name: id.name.clone(),
+        email: id.email.clone(),
+        sid: id.sid.clone(),
+        login_hint: id.login_hint.clone(),
+        user_key: format!("{}:{}", id.tid, id.oid),
+        client: record.client.clone(),
+        created_at: now,
+        last_seen: now,
+        absolute_expiry: now + absolute,
+        idle_timeout_secs: idle,
+        remember_me: remember,
+        csrf: random_token(24),
+        new_user: false,
+    };
+    // A fresh id at every sign-in; the browser's previous session at this
+    // portal, if any, ends here.
+    let session_cookie = session_cookie_name(&cfg.cookie_name, &portal.name, cx.secure_cookies);
+    let cookies = respond::request_cookies(req.headers());
+    if let Some(old) = respond::find_cookie(&cookies, &session_cookie).and_then(SessionId::parse) {
+        let _ = app
+            .store_op("delete_session", app.store.delete_session(&old))
+            .await;
+        app.forget_assertion(&old);
+    }
+    let sid = SessionId::generate();
+    app.store_op(
+        "put_session",
+        app.store
+            .put_session(&sid, &session, app.session_ttl(&session, now)),
+    )
+    .await
+    .map_err(|_| Reason::StoreUnavailable)?;
+
+    let mut resp = respond::redirect(303, &record.return_to);
+    let max_age = remember.then_some(absolute);
+    respond::add_cookie(
+        &mut resp,
+        &respond::cookie(
+            session_cookie,
+            sid.as_str().to_string(),
+            cx.secure_cookies,
+            SameSite::Lax,
+            max_age,
+        ),
+    );
+    respond::add_cookie(
+        &mut resp,
+        &respond::expired_cookie(login_cookie.to_string(), cx.secure_cookies),
+    );
+    Ok(resp)
+}

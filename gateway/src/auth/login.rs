@@ -1,0 +1,140 @@
+//! Starting a sign-in: a login record in the store, a login cookie in the
+//! browser, and a redirect to the authority.
+
+use super::RequestContext;
+use crate::app::App;
+use crate::respond::{self, Resp};
+use crate::session::{LoginRecord, now_unix, random_token};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use cookie::SameSite;
+use http::Request;
+use policy::Reason;
+use policy::cookies::{login_cookie_name, login_cookie_same_site, prefixed};
+use sha2::Digest;
+use std::time::Duration;
+
+/// How long a started sign-in may take.
+pub const LOGIN_TTL: Duration = Duration::from_secs(600);
+/// Pending sign-ins (tabs) per browser; older ones are dropped beyond this.
+pub const MAX_PENDING_LOGINS: usize = 4;
+/// Characters of the state that name its cookie.
+pub const STATE_TAG_LEN: usize = 10;
+
+/// Login cookies already in the browser, oldest first.
+fn pending_login_cookies(app: &App, req: &Request<Bytes>) -> Vec<(String, i64)> {
+    let base = format!("{}_login_", app.config.session.cookie_name);
+    let mut v: Vec<(String, i64)> = respond::request_cookies(req.headers())
+        .into_iter()
+        .filter(|(n, _)| n.strip_prefix("__Host-").unwrap_or(n).starts_with(&base))
+        .map(|(n, v)| {
+            let started = v
+                .split_once('.')
+                .and_then(|(t, _)| t.parse().ok())
+                .unwrap_or(0);
+            (n, started)
+        })
+        .collect();
+    v.sort_by_key(|(_, t)| *t);
+    v
+}
+
+pub async fn start(
+    app: &App,
+    req: &Request<Bytes>,
+    cx: &RequestContext,
+    rd: Option<&str>,
+    remember_me: bool,
+) -> Resp {
+    let portal = app.portal(cx.portal);
+    let nav = super::is_navigation(req) || req.method() == http::Method::POST;
+    let return_to = policy::paths::safe_return_path(rd, &portal.path("/"));
+    let entra = &app.config.entra;
+
+    let state = random_token(32);
+    let nonce = random_token(32);
+    let binding = random_token(32);
+    let pkce_verifier = entra.client_secret.as_ref().map(|_| random_token(48));
+    let now = now_unix();
+    let record = LoginRecord {
+        portal: portal.name.clone(),
+        nonce: nonce.clone(),
+        binding: binding.clone(),
+        pkce_verifier: pkce_verifier.clone(),
+        return_to,
+        remember_me,
+        tenant: match entra.tenant_type {
+            crate::config::TenantType::Single => Some(entra.tenant_id.to_string()),
+            crate::config::TenantType::Multi => None,
+        },
+        client: None,
+        started_at: now,
+    };
+    if app
+        .store_op("put_login", app.store.put_login(&state, &record, LOGIN_TTL))
+        .await
+        .is_err()
+    {
+        return respond::refusal(Reason::StoreUnavailable, None, Some(portal), nav);
+    }
+
+    let mut url = url::Url::parse(&app.metadata.authorization_endpoint)
+        .unwrap_or_else(|_| url::Url::parse("https://invalid.invalid/").expect("static URL"));
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("client_id", entra.client_id.as_str());
+        q.append_pair(
+            "response_type",
+            if pkce_verifier.is_some() {
+                "code"
+            } else {
+                "id_token"
+            },
+        );
+        q.append_pair("redirect_uri", &portal.redirect_uri());
+        q.append_pair("response_mode", "form_post");
+        q.append_pair("scope", "openid profile email");
+        q.append_pair("state", &state);
+        q.append_pair("nonce", &nonce);
+        if let Some(v) = &pkce_verifier {
+            let challenge = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(v.as_bytes()));
+            q.append_pair("code_challenge", &challenge);
+            q.append_pair("code_challenge_method", "S256");
+        }
+        if let Some(d) = &entra.federated_domain {
+            q.append_pair("domain_hint", d);
+        }
+    }
+
+    let mut resp = respond::redirect(302, url.as_str());
+    let secure = cx.secure_cookies;
+    // Bound what a browser accumulates: drop the oldest pending logins.
+    let pending = pending_login_cookies(app, req);
+    let excess = (pending.len() + 1).saturating_sub(MAX_PENDING_LOGINS);
+    for (name, _) in pending.into_iter().take(excess) {
+        let bare = name.strip_prefix("__Host-").unwrap_or(&name).to_string();
+        respond::add_cookie(
+            &mut resp,
+            &respond::expired_cookie(prefixed(&bare, secure), secure),
+        );
+    }
+    let same_site = match login_cookie_same_site(secure) {
+        "None" => SameSite::None,
+        _ => SameSite::Lax,
+    };
+    let name = login_cookie_name(
+        &app.config.session.cookie_name,
+        &state[..STATE_TAG_LEN],
+        secure,
+    );
+    let c = respond::cookie(
+        name,
+        format!("{now}.{binding}"),
+        secure,
+        same_site,
+        Some(LOGIN_TTL.as_secs() as i64),
+    );
+    respond::add_cookie(&mut resp, &c);
+    resp
+}

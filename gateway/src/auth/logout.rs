@@ -1,0 +1,130 @@
+//! `/auth/logout`: ends the session when the request is provably
+//! same-origin; a cross-site GET only gets a confirmation page.
+
+use super::{RequestContext, param, params};
+use crate::app::App;
+use crate::config::Portal;
+use crate::metrics::METRICS;
+use crate::respond::{self, Resp};
+use crate::session::{Session, SessionId};
+use bytes::Bytes;
+use http::{Method, Request};
+use policy::Reason;
+use policy::cookies::session_cookie_name;
+use subtle::ConstantTimeEq;
+
+/// A GET may log out only when the browser says it came from this origin
+/// (Fetch Metadata), or from the user typing/bookmarking the URL (`none`).
+fn same_origin(req: &Request<Bytes>, portal: &Portal) -> bool {
+    let h = req.headers();
+    match h.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        Some(site) => site == "same-origin" || site == "none",
+        None => h
+            .get(http::header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|o| {
+                portal.url.starts_with(o)
+                    && portal.url[o.len()..]
+                        .chars()
+                        .next()
+                        .is_none_or(|c| c == '/')
+            }),
+    }
+}
+
+pub async fn handle(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Resp {
+    let portal = app.portal(cx.portal);
+    let cookie_name = session_cookie_name(
+        &app.config.session.cookie_name,
+        &portal.name,
+        cx.secure_cookies,
+    );
+    let cookies = respond::request_cookies(req.headers());
+    let current = match respond::find_cookie(&cookies, &cookie_name) {
+        Some(v) => match app.session_for_cookie(v, portal).await {
+            Ok(s) => s,
+            Err(_) => return respond::refusal(Reason::StoreUnavailable, None, Some(portal), true),
+        },
+        None => None,
+    };
+    let Some((id, session)) = current else {
+        // Nothing to end: say so plainly (and clear a stale cookie).
+        let mut r = respond::redirect(303, &portal.path("/auth/logged-out"));
+        respond::add_cookie(
+            &mut r,
+            &respond::expired_cookie(cookie_name, cx.secure_cookies),
+        );
+        return r;
+    };
+
+    if req.method() == Method::POST {
+        let p = params(req);
+        let csrf = param(&p, "csrf").unwrap_or("");
+        if !bool::from(csrf.as_bytes().ct_eq(session.csrf.as_bytes())) {
+            return respond::refusal(Reason::CsrfMismatch, None, Some(portal), true);
+        }
+    } else if !same_origin(req, portal) {
+        return respond::html(
+            200,
+            crate::pages::logout_confirm(
+                &portal.path("/auth/logout"),
+                &session.csrf,
+                portal.branding.color.as_deref(),
+            ),
+        );
+    }
+    end_session(app, cx, portal, &id, &session, cookie_name).await
+}
+
+async fn end_session(
+    app: &App,
+    cx: &RequestContext,
+    portal: &Portal,
+    id: &SessionId,
+    s: &Session,
+    cookie_name: String,
+) -> Resp {
+    if app
+        .store_op("delete_session", app.store.delete_session(id))
+        .await
+        .is_err()
+    {
+        return respond::refusal(Reason::StoreUnavailable, None, Some(portal), true);
+    }
+    app.forget_assertion(id);
+    let slo = app.config.sso.single_logout && app.metadata.end_session_endpoint.is_some();
+    METRICS
+        .logouts
+        .with_label_values(&[if slo { "single_logout" } else { "local" }])
+        .inc();
+    tracing::info!(event = "logout", kind = if slo { "single_logout" } else { "local" }, portal = %portal.name, tid = %s.tid, oid = %s.oid);
+
+    let location = match (&app.metadata.end_session_endpoint, slo) {
+        (Some(end), true) => {
+            let mut url = url::Url::parse(end).unwrap_or_else(|_| {
+                url::Url::parse("https://invalid.invalid/").expect("static URL")
+            });
+            {
+                let mut q = url.query_pairs_mut();
+                q.append_pair("client_id", app.config.entra.client_id.as_str());
+                q.append_pair(
+                    "post_logout_redirect_uri",
+                    &portal.post_logout_redirect_uri(),
+                );
+                // The login_hint claim, never an email: it names the account
+                // to Entra without disclosing anything to a log.
+                if let Some(h) = &s.login_hint {
+                    q.append_pair("logout_hint", h);
+                }
+            }
+            url.to_string()
+        }
+        _ => portal.path("/auth/logged-out"),
+    };
+    let mut r = respond::redirect(303, &location);
+    respond::add_cookie(
+        &mut r,
+        &respond::expired_cookie(cookie_name, cx.secure_cookies),
+    );
+    r
+}

@@ -1,0 +1,106 @@
+//! The gateway's own routes under `<portal>/auth/`, as plain async functions
+//! from a request to a response: no Pingora types here.
+
+pub mod callback;
+pub mod login;
+pub mod logout;
+
+use crate::app::App;
+use crate::respond::{self, Resp};
+use bytes::Bytes;
+use http::{Method, Request};
+use policy::Reason;
+use policy::access::{RequestTraits, is_browser_navigation};
+
+/// What the proxy knows about a request that the routes need.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub portal: usize,
+    /// Whether cookies set on this response must be `Secure`.
+    pub secure_cookies: bool,
+    /// The path inside the portal (`/auth/login`).
+    pub rel_path: String,
+}
+
+pub fn is_navigation(req: &Request<Bytes>) -> bool {
+    let h = req.headers();
+    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
+    is_browser_navigation(&RequestTraits {
+        method: req.method().as_str(),
+        sec_fetch_mode: get("sec-fetch-mode"),
+        accept: get("accept"),
+        x_requested_with: h.contains_key("x-requested-with"),
+    })
+}
+
+/// Query or form parameters (the first of each name wins).
+pub fn params(req: &Request<Bytes>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = req
+        .uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let is_form = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if req.method() == Method::POST && is_form {
+        out.extend(form_urlencoded::parse(req.body()).into_owned());
+    }
+    out
+}
+
+pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Routes a request whose portal-relative path starts with `/auth/`.
+pub async fn handle(app: &App, req: Request<Bytes>, cx: &RequestContext) -> Resp {
+    let portal = app.portal(cx.portal);
+    let nav = is_navigation(&req);
+    match (req.method().clone(), cx.rel_path.as_str()) {
+        (Method::GET, "/auth/login") => {
+            let p = params(&req);
+            login::start(app, &req, cx, param(&p, "rd"), false).await
+        }
+        (Method::POST, "/auth/login") => {
+            let p = params(&req);
+            let remember =
+                param(&p, "remember_me").is_some_and(|v| v == "on" || v == "1" || v == "true");
+            login::start(app, &req, cx, param(&p, "rd"), remember).await
+        }
+        (Method::GET | Method::POST, "/auth/account/azureresponse") => {
+            callback::handle(app, &req, cx).await
+        }
+        (Method::GET | Method::POST, "/auth/logout") => logout::handle(app, &req, cx).await,
+        (Method::GET, "/auth/logged-out") => respond::html(
+            200,
+            crate::pages::logged_out(
+                &portal.path("/auth/login"),
+                portal.branding.color.as_deref(),
+            ),
+        ),
+        (
+            _,
+            "/auth/login" | "/auth/account/azureresponse" | "/auth/logout" | "/auth/logged-out",
+        ) => {
+            let mut r = respond::json(405, &serde_json::json!({ "error": "method_not_allowed" }));
+            *r.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
+            r
+        }
+        _ => {
+            let mut r = respond::refusal(
+                Reason::BadRequest,
+                Some("No such gateway page."),
+                Some(portal),
+                nav,
+            );
+            *r.status_mut() = http::StatusCode::NOT_FOUND;
+            r
+        }
+    }
+}

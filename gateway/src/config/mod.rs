@@ -1,0 +1,364 @@
+//! Configuration: the YAML file model ([`raw`]) validated into [`Config`],
+//! which is all the rest of the gateway ever sees. Every problem is reported
+//! at once, each with its key path.
+
+pub mod duration;
+pub mod raw;
+mod validate;
+
+use crate::entra::cloud::Cloud;
+use ipnet::IpNet;
+use policy::portal::PortalRoute;
+use policy::tenants::TenantPolicy;
+use policy::{ClientId, PortalKind, TenantId};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use url::Url;
+
+pub use validate::validate;
+
+/// One configuration problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Everything wrong with a file.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} problem(s) in the configuration", .0.len())]
+    Invalid(Vec<ConfigError>),
+}
+
+impl LoadError {
+    pub fn errors(&self) -> Vec<String> {
+        match self {
+            LoadError::Read { .. } => vec![self.to_string()],
+            LoadError::Invalid(v) => v.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+/// A secret value: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Self {
+        Secret(s)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: Server,
+    pub upstream: Upstream,
+    pub entra: Entra,
+    pub sso: Sso,
+    pub two_factor: TwoFactor,
+    pub portals: Vec<Portal>,
+    pub clients: Vec<Client>,
+    pub session: SessionConfig,
+    pub identity: Identity,
+    pub directory: Directory,
+    pub routes: Routes,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: String,
+    pub metrics_listen: Option<String>,
+    /// Worker threads, already resolved (0 in the file means one per core).
+    pub threads: usize,
+    pub tls: Option<Tls>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub insecure_dev_cookies: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub url: Url,
+    /// `host:port` to connect to.
+    pub address: String,
+    pub tls: bool,
+    pub sni: String,
+    pub strip_authorization: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantType {
+    Single,
+    Multi,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInScope {
+    Restricted,
+    All,
+}
+
+#[derive(Debug, Clone)]
+pub struct CspSync {
+    pub enabled: bool,
+    pub interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Entra {
+    pub cloud: Cloud,
+    pub tenant_type: TenantType,
+    pub tenant_id: TenantId,
+    pub client_id: ClientId,
+    pub client_secret: Option<Secret>,
+    pub federated_domain: Option<String>,
+    pub sign_in_scope: SignInScope,
+    pub allowed_tenants: Vec<TenantId>,
+    /// `https://login.microsoftonline.com`, or the override; no trailing slash.
+    pub authority_host: String,
+    pub issuer_host: String,
+    pub graph_host: String,
+    /// True when `authority_host` was overridden (e.g. a local mock).
+    pub authority_overridden: bool,
+    pub clock_skew: Duration,
+    pub csp_sync: CspSync,
+}
+
+impl Entra {
+    /// The authority every sign-in is sent to (tenant or `/organizations`).
+    pub fn authority(&self) -> String {
+        match self.tenant_type {
+            TenantType::Single => format!("{}/{}", self.authority_host, self.tenant_id),
+            TenantType::Multi => format!("{}/organizations", self.authority_host),
+        }
+    }
+
+    pub fn discovery_url(&self) -> String {
+        format!("{}/v2.0/.well-known/openid-configuration", self.authority())
+    }
+
+    /// The issuer discovery must announce: the tenant's, or the template.
+    pub fn expected_discovery_issuer(&self) -> String {
+        match self.tenant_type {
+            TenantType::Single => {
+                policy::claims::issuer_for(&self.issuer_host, self.tenant_id.as_str())
+            }
+            TenantType::Multi => format!("{}/{{tenantid}}/v2.0", self.issuer_host),
+        }
+    }
+
+    pub fn tenant_policy(&self) -> TenantPolicy {
+        let listed = self.allowed_tenants.iter().cloned().collect();
+        match (self.tenant_type, self.sign_in_scope) {
+            (TenantType::Single, _) => TenantPolicy::Single(self.tenant_id.clone()),
+            (TenantType::Multi, SignInScope::Restricted) => TenantPolicy::Restricted(listed),
+            (TenantType::Multi, SignInScope::All) => TenantPolicy::All(listed),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchBy {
+    Email,
+    UniqueId,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sso {
+    pub published: bool,
+    pub agents: bool,
+    pub users: bool,
+    pub auto_create_unmatched_users: bool,
+    pub auto_redirect_agents: bool,
+    pub auto_redirect_users: bool,
+    pub match_by: MatchBy,
+    pub single_logout: bool,
+    pub remember_me: bool,
+    pub remember_me_days: u64,
+}
+
+impl Sso {
+    /// Whether a portal of this kind gets SSO at all.
+    pub fn enabled_for(&self, kind: PortalKind) -> bool {
+        self.published
+            && match kind {
+                PortalKind::Agent => self.agents,
+                PortalKind::User => self.users,
+            }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TwoFactorRequired {
+    Nobody,
+    Everyone,
+    Listed,
+}
+
+#[derive(Debug, Clone)]
+pub struct TwoFactor {
+    pub required_for: TwoFactorRequired,
+    pub listed_users: Vec<String>,
+    pub bypass_with_sso: bool,
+    pub dont_ask_again: bool,
+    pub dont_ask_again_days: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Branding {
+    pub title: Option<String>,
+    pub logo_url: Option<String>,
+    pub color: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Portal {
+    pub name: String,
+    pub kind: PortalKind,
+    /// The public URL, without trailing slash.
+    pub url: String,
+    pub route: PortalRoute,
+    pub https: bool,
+    pub branding: Branding,
+}
+
+impl Portal {
+    pub fn redirect_uri(&self) -> String {
+        format!("{}/auth/account/azureresponse", self.url)
+    }
+    pub fn frontchannel_logout_url(&self) -> String {
+        format!("{}/auth/account/frontchannel-logout", self.url)
+    }
+    pub fn post_logout_redirect_uri(&self) -> String {
+        format!("{}/auth/logged-out", self.url)
+    }
+    /// An absolute path inside this portal (`/x` → `/portal/x`).
+    pub fn path(&self, rel: &str) -> String {
+        format!("{}{}", self.route.path_prefix, rel)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub name: String,
+    pub hosts: Vec<String>,
+    pub tenant_id: Option<TenantId>,
+    pub auto_redirect_users: Option<bool>,
+    pub federated_domain: Option<String>,
+    pub branding: Branding,
+}
+
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    Memory,
+    /// One URL (standalone or Sentinel), or several nodes (Cluster).
+    Redis {
+        urls: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub store: StoreConfig,
+    pub key_prefix: String,
+    pub cookie_name: String,
+    pub idle_timeout: Duration,
+    pub absolute_timeout: Duration,
+    pub local_cache_ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub audience: String,
+    pub issuer: String,
+    pub assertion_lifetime: Duration,
+    pub signing_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Directory {
+    Open,
+    Builtin,
+    Http {
+        lookup_url: Url,
+        create_url: Option<Url>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoutePattern {
+    Exact(String),
+    /// `"/assets/*"`: the prefix `/assets/`.
+    Prefix(String),
+}
+
+impl RoutePattern {
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            RoutePattern::Exact(p) => path == p,
+            RoutePattern::Prefix(p) => path.starts_with(p.as_str()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Routes {
+    pub public: Vec<RoutePattern>,
+}
+
+impl Config {
+    /// Reads, parses and validates a file.
+    pub fn load(path: &Path) -> Result<Config, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_yaml(&text).map_err(LoadError::Invalid)
+    }
+
+    pub fn from_yaml(text: &str) -> Result<Config, Vec<ConfigError>> {
+        let raw: raw::RawConfig = serde_saphyr::from_str(text).map_err(|e| {
+            vec![ConfigError {
+                path: "(file)".into(),
+                message: e.to_string(),
+            }]
+        })?;
+        validate(raw, &|name| std::env::var(name).ok())
+    }
+
+    pub fn portal_routes(&self) -> Vec<PortalRoute> {
+        self.portals.iter().map(|p| p.route.clone()).collect()
+    }
+}
+
+/// Whether a URL points at this machine (plain http is tolerated there only).
+pub fn is_loopback(url: &Url) -> bool {
+    validate::is_loopback_url(url)
+}

@@ -1,0 +1,916 @@
+//! Raw file model → [`Config`], collecting every error with its key path.
+
+use super::duration;
+use super::raw::*;
+use super::*;
+use std::net::{IpAddr, SocketAddr};
+
+type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+struct Ctx<'a> {
+    errors: Vec<ConfigError>,
+    env: Env<'a>,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn unknown(&mut self, prefix: &str, unknown: &Unknown) {
+        for key in unknown.keys() {
+            let path = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            self.err(path, "unknown key");
+        }
+    }
+
+    /// `${VAR}` (must be set) and `${VAR:-default}` anywhere in the value.
+    fn expand(&mut self, path: &str, value: &str) -> Option<String> {
+        let mut out = String::new();
+        let mut rest = value;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let Some(end) = rest[start..].find('}') else {
+                self.err(path, "unterminated ${...} reference");
+                return None;
+            };
+            let inner = &rest[start + 2..start + end];
+            let (name, default) = match inner.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (inner, None),
+            };
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                self.err(path, format!("invalid environment variable name {name:?}"));
+                return None;
+            }
+            match ((self.env)(name), default) {
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => {
+                    self.err(path, format!("environment variable {name} is not set"));
+                    return None;
+                }
+            }
+            rest = &rest[start + end + 1..];
+        }
+        out.push_str(rest);
+        Some(out)
+    }
+
+    fn duration(
+        &mut self,
+        path: &str,
+        value: Option<&str>,
+        default: &str,
+        min: u64,
+        max: u64,
+    ) -> Duration {
+        let text = value.unwrap_or(default);
+        match duration::parse(text) {
+            Ok(d) if d.as_secs() < min || d.as_secs() > max => {
+                self.err(path, format!("{text:?} is out of range ({min}s..={max}s)"));
+                duration::parse(default).unwrap_or_default()
+            }
+            Ok(d) => d,
+            Err(e) => {
+                self.err(path, e);
+                duration::parse(default).unwrap_or_default()
+            }
+        }
+    }
+
+    fn guid<T: std::str::FromStr>(&mut self, path: &str, value: Option<&str>) -> Option<T> {
+        let v = value?;
+        let v = self.expand(path, v)?;
+        match v.parse() {
+            Ok(g) => Some(g),
+            Err(_) => {
+                self.err(
+                    path,
+                    format!("{v:?} is not a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A scheme+host[:port] base URL: https, or http for loopback only.
+    fn host_url(&mut self, path: &str, value: &str) -> Option<String> {
+        let url = match Url::parse(value) {
+            Ok(u) => u,
+            Err(e) => {
+                self.err(path, format!("{value:?} is not a URL: {e}"));
+                return None;
+            }
+        };
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+            self.err(path, "must be scheme://host[:port] with no path");
+            return None;
+        }
+        match url.scheme() {
+            "https" => {}
+            "http" if is_loopback_url(&url) => {}
+            "http" => {
+                self.err(path, "plain http is accepted only for loopback addresses");
+                return None;
+            }
+            other => {
+                self.err(path, format!("unsupported scheme {other:?}"));
+                return None;
+            }
+        }
+        Some(value.trim_end_matches('/').to_string())
+    }
+}
+
+pub fn is_loopback_url(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 40
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Validates the file model. `env` resolves `${VAR}` references.
+pub fn validate(raw: RawConfig, env: Env<'_>) -> Result<Config, Vec<ConfigError>> {
+    let mut cx = Ctx {
+        errors: Vec::new(),
+        env,
+    };
+    cx.unknown("", &raw.unknown);
+
+    let server = server(&mut cx, raw.server);
+    let upstream = upstream(&mut cx, raw.upstream);
+    let entra = entra(&mut cx, raw.entra);
+    let sso = sso(&mut cx, raw.sso);
+    let two_factor = two_factor(&mut cx, raw.two_factor);
+    let portals = portals(&mut cx, raw.portals, server.insecure_dev_cookies);
+    let clients = clients(&mut cx, raw.clients);
+    let session = session(&mut cx, raw.session);
+    let identity = identity(&mut cx, raw.identity, &portals);
+    let directory = directory(&mut cx, raw.directory);
+    let routes = routes(&mut cx, raw.routes);
+
+    if let Some(e) = &entra {
+        if e.tenant_type == TenantType::Multi && sso.auto_create_unmatched_users {
+            cx.err(
+                "sso.auto_create_unmatched_users",
+                "only allowed with entra.tenant_type: single (any tenant could create users)",
+            );
+        }
+    }
+
+    match entra {
+        Some(entra) if cx.errors.is_empty() => Ok(Config {
+            server,
+            upstream: upstream.expect("no errors means upstream is set"),
+            entra,
+            sso,
+            two_factor,
+            portals,
+            clients,
+            session,
+            identity,
+            directory,
+            routes,
+        }),
+        _ => Err(cx.errors),
+    }
+}
+
+fn server(cx: &mut Ctx<'_>, r: RawServer) -> Server {
+    cx.unknown("server", &r.unknown);
+    let listen = r.listen.unwrap_or_else(|| "0.0.0.0:8080".into());
+    if listen.parse::<SocketAddr>().is_err() {
+        cx.err(
+            "server.listen",
+            format!("{listen:?} is not an address like 0.0.0.0:8080"),
+        );
+    }
+    let metrics_listen = match r.metrics_listen.as_deref() {
+        None => Some("127.0.0.1:9100".to_string()),
+        Some("") => None,
+        Some(m) => {
+            if m.parse::<SocketAddr>().is_err() {
+                cx.err(
+                    "server.metrics_listen",
+                    format!("{m:?} is not an address like 127.0.0.1:9100"),
+                );
+            }
+            Some(m.to_string())
+        }
+    };
+    let threads = match r.threads.unwrap_or(0) {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        n if n > 1024 => {
+            cx.err("server.threads", "at most 1024");
+            1
+        }
+        n => n as usize,
+    };
+    let tls = r.tls.and_then(|t| {
+        cx.unknown("server.tls", &t.unknown);
+        match (t.cert, t.key) {
+            (Some(cert), Some(key)) => {
+                for (p, v) in [("server.tls.cert", &cert), ("server.tls.key", &key)] {
+                    if !Path::new(v).is_file() {
+                        cx.err(p, format!("file {v:?} does not exist"));
+                    }
+                }
+                Some(Tls {
+                    cert: cert.into(),
+                    key: key.into(),
+                })
+            }
+            (None, None) => None,
+            _ => {
+                cx.err("server.tls", "both cert and key are required");
+                None
+            }
+        }
+    });
+    let mut trusted_proxies = Vec::new();
+    for (i, p) in r.trusted_proxies.iter().enumerate() {
+        let parsed = p
+            .parse::<IpNet>()
+            .or_else(|_| p.parse::<IpAddr>().map(IpNet::from));
+        match parsed {
+            Ok(n) => trusted_proxies.push(n),
+            Err(_) => cx.err(
+                format!("server.trusted_proxies[{i}]"),
+                format!("{p:?} is not an IP address or CIDR range"),
+            ),
+        }
+    }
+    Server {
+        listen,
+        metrics_listen,
+        threads,
+        tls,
+        trusted_proxies,
+        insecure_dev_cookies: r.insecure_dev_cookies,
+    }
+}
+
+fn upstream(cx: &mut Ctx<'_>, r: RawUpstream) -> Option<Upstream> {
+    cx.unknown("upstream", &r.unknown);
+    let Some(raw_url) = r.url else {
+        cx.err(
+            "upstream.url",
+            "required (the application to protect, e.g. http://127.0.0.1:9000)",
+        );
+        return None;
+    };
+    let raw_url = cx.expand("upstream.url", &raw_url)?;
+    let url = match Url::parse(&raw_url) {
+        Ok(u) => u,
+        Err(e) => {
+            cx.err("upstream.url", format!("{raw_url:?} is not a URL: {e}"));
+            return None;
+        }
+    };
+    let tls = match url.scheme() {
+        "http" => false,
+        "https" => true,
+        other => {
+            cx.err(
+                "upstream.url",
+                format!("scheme must be http or https, not {other:?}"),
+            );
+            return None;
+        }
+    };
+    let Some(host) = url.host_str().map(str::to_string) else {
+        cx.err("upstream.url", "has no host");
+        return None;
+    };
+    if url.path() != "/" {
+        cx.err(
+            "upstream.url",
+            "must not have a path (requests are forwarded with their own path)",
+        );
+    }
+    let port = url.port_or_known_default().unwrap_or(80);
+    let sni = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    Some(Upstream {
+        address: format!("{host}:{port}"),
+        url,
+        tls,
+        sni,
+        strip_authorization: r.strip_authorization,
+    })
+}
+
+fn entra(cx: &mut Ctx<'_>, r: RawEntra) -> Option<Entra> {
+    cx.unknown("entra", &r.unknown);
+    let cloud = match r.cloud.as_deref().unwrap_or("global").parse::<Cloud>() {
+        Ok(c) => c,
+        Err(e) => {
+            cx.err("entra.cloud", e);
+            Cloud::Global
+        }
+    };
+    let tenant_type = match r.tenant_type.as_deref().unwrap_or("single") {
+        "single" => TenantType::Single,
+        "multi" => TenantType::Multi,
+        other => {
+            cx.err(
+                "entra.tenant_type",
+                format!("{other:?}: expected single or multi"),
+            );
+            TenantType::Single
+        }
+    };
+    if r.tenant_id.is_none() {
+        cx.err(
+            "entra.tenant_id",
+            "required (the Directory (tenant) ID of the app registration)",
+        );
+    }
+    if r.client_id.is_none() {
+        cx.err(
+            "entra.client_id",
+            "required (the Application (client) ID of the app registration)",
+        );
+    }
+    let tenant_id: Option<TenantId> = cx.guid("entra.tenant_id", r.tenant_id.as_deref());
+    let client_id: Option<ClientId> = cx.guid("entra.client_id", r.client_id.as_deref());
+    let client_secret = r
+        .client_secret
+        .and_then(|s| cx.expand("entra.client_secret", &s))
+        .filter(|s| !s.is_empty())
+        .map(Secret::new);
+    let federated_domain = r.federated_domain.filter(|d| !d.is_empty());
+    if let Some(d) = &federated_domain
+        && !d.contains('.')
+    {
+        cx.err(
+            "entra.federated_domain",
+            format!("{d:?} is not a domain name"),
+        );
+    }
+    if let Some(d) = &federated_domain
+        && !d
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+    {
+        cx.err(
+            "entra.federated_domain",
+            format!("{d:?} is not a domain name"),
+        );
+    }
+
+    let multi = tenant_type == TenantType::Multi;
+    let sign_in_scope = match r.sign_in_scope.as_deref() {
+        None | Some("restricted") => SignInScope::Restricted,
+        Some("all") => SignInScope::All,
+        Some(other) => {
+            cx.err(
+                "entra.sign_in_scope",
+                format!("{other:?}: expected restricted or all"),
+            );
+            SignInScope::Restricted
+        }
+    };
+    if !multi && r.sign_in_scope.is_some() {
+        cx.err(
+            "entra.sign_in_scope",
+            "only applies to entra.tenant_type: multi",
+        );
+    }
+    let mut allowed_tenants = Vec::new();
+    if let Some(list) = &r.allowed_tenants {
+        if !multi && !list.is_empty() {
+            cx.err(
+                "entra.allowed_tenants",
+                "only applies to entra.tenant_type: multi",
+            );
+        }
+        for (i, t) in list.iter().enumerate() {
+            if let Some(t) = cx.guid::<TenantId>(&format!("entra.allowed_tenants[{i}]"), Some(t)) {
+                allowed_tenants.push(t);
+            }
+        }
+    }
+    let csp = r.csp_sync.unwrap_or_default();
+    cx.unknown("entra.csp_sync", &csp.unknown);
+    let csp_sync = CspSync {
+        enabled: csp.enabled,
+        interval: cx.duration(
+            "entra.csp_sync.interval",
+            csp.interval.as_deref(),
+            "1h",
+            60,
+            7 * 86400,
+        ),
+    };
+    if csp_sync.enabled && !multi {
+        cx.err(
+            "entra.csp_sync.enabled",
+            "only applies to entra.tenant_type: multi",
+        );
+    }
+    if csp_sync.enabled && client_secret.is_none() {
+        cx.err(
+            "entra.csp_sync.enabled",
+            "needs entra.client_secret (client-credentials access to Graph)",
+        );
+    }
+    if multi
+        && sign_in_scope == SignInScope::Restricted
+        && allowed_tenants.is_empty()
+        && !csp_sync.enabled
+    {
+        cx.err(
+            "entra.allowed_tenants",
+            "sign_in_scope: restricted with an empty list and no csp_sync would let nobody in",
+        );
+    }
+
+    let authority_override = r.authority_host.filter(|h| !h.is_empty());
+    let authority_overridden = authority_override.is_some();
+    let authority_host = match authority_override {
+        Some(h) => cx.host_url("entra.authority_host", &h).unwrap_or_default(),
+        None => cloud.login_host().to_string(),
+    };
+    let issuer_host = match r.issuer_host.filter(|h| !h.is_empty()) {
+        Some(h) => cx.host_url("entra.issuer_host", &h).unwrap_or_default(),
+        None if authority_overridden => authority_host.clone(),
+        None => cloud.issuer_host().to_string(),
+    };
+    let graph_host = match r.graph_host.filter(|h| !h.is_empty()) {
+        Some(h) => cx.host_url("entra.graph_host", &h).unwrap_or_default(),
+        None => cloud.graph_host().to_string(),
+    };
+    let clock_skew = cx.duration("entra.clock_skew", r.clock_skew.as_deref(), "5m", 0, 3600);
+
+    Some(Entra {
+        cloud,
+        tenant_type,
+        tenant_id: tenant_id?,
+        client_id: client_id?,
+        client_secret,
+        federated_domain,
+        sign_in_scope,
+        allowed_tenants,
+        authority_host,
+        issuer_host,
+        graph_host,
+        authority_overridden,
+        clock_skew,
+        csp_sync,
+    })
+}
+
+fn sso(cx: &mut Ctx<'_>, r: RawSso) -> Sso {
+    cx.unknown("sso", &r.unknown);
+    let match_by = match r.match_by.as_deref().unwrap_or("email") {
+        "email" => MatchBy::Email,
+        "unique_id" => MatchBy::UniqueId,
+        other => {
+            cx.err(
+                "sso.match_by",
+                format!("{other:?}: expected email or unique_id"),
+            );
+            MatchBy::Email
+        }
+    };
+    if !(1..=3650).contains(&r.remember_me_days) {
+        cx.err("sso.remember_me_days", "must be between 1 and 3650");
+    }
+    Sso {
+        published: r.published,
+        agents: r.agents,
+        users: r.users,
+        auto_create_unmatched_users: r.auto_create_unmatched_users,
+        auto_redirect_agents: r.auto_redirect_agents,
+        auto_redirect_users: r.auto_redirect_users,
+        match_by,
+        single_logout: r.single_logout,
+        remember_me: r.remember_me,
+        remember_me_days: r.remember_me_days,
+    }
+}
+
+fn two_factor(cx: &mut Ctx<'_>, r: RawTwoFactor) -> TwoFactor {
+    cx.unknown("two_factor", &r.unknown);
+    let required_for = match r.required_for.as_deref().unwrap_or("nobody") {
+        "nobody" => TwoFactorRequired::Nobody,
+        "everyone" => TwoFactorRequired::Everyone,
+        "listed" => TwoFactorRequired::Listed,
+        other => {
+            cx.err(
+                "two_factor.required_for",
+                format!("{other:?}: expected nobody, everyone or listed"),
+            );
+            TwoFactorRequired::Nobody
+        }
+    };
+    if required_for == TwoFactorRequired::Listed && r.listed_users.is_empty() {
+        cx.err(
+            "two_factor.listed_users",
+            "required_for: listed needs at least one user",
+        );
+    }
+    if !(1..=365).contains(&r.dont_ask_again_days) {
+        cx.err(
+            "two_factor.dont_ask_again_days",
+            "must be between 1 and 365",
+        );
+    }
+    TwoFactor {
+        required_for,
+        listed_users: r.listed_users,
+        bypass_with_sso: r.bypass_with_sso,
+        dont_ask_again: r.dont_ask_again,
+        dont_ask_again_days: r.dont_ask_again_days,
+    }
+}
+
+fn branding(cx: &mut Ctx<'_>, path: &str, r: Option<RawBranding>) -> Branding {
+    let Some(r) = r else {
+        return Branding::default();
+    };
+    cx.unknown(path, &r.unknown);
+    if let Some(c) = &r.color {
+        let hex = c.strip_prefix('#').unwrap_or("");
+        if !(matches!(hex.len(), 3 | 6) && hex.chars().all(|h| h.is_ascii_hexdigit())) {
+            cx.err(
+                format!("{path}.color"),
+                format!("{c:?} is not a colour like #0b5cad"),
+            );
+        }
+    }
+    if let Some(l) = &r.logo_url
+        && !(l.starts_with('/') && !l.starts_with("//") || l.starts_with("https://"))
+    {
+        cx.err(
+            format!("{path}.logo_url"),
+            "must be a path on this site (/...) or an https URL",
+        );
+    }
+    if let Some(t) = &r.title
+        && t.chars().count() > 80
+    {
+        cx.err(format!("{path}.title"), "at most 80 characters");
+    }
+    Branding {
+        title: r.title,
+        logo_url: r.logo_url,
+        color: r.color,
+    }
+}
+
+fn portals(cx: &mut Ctx<'_>, raw: Vec<RawPortal>, insecure_dev: bool) -> Vec<Portal> {
+    if raw.is_empty() {
+        cx.err("portals", "at least one portal is required (e.g. { name: agent, kind: agent, url: \"https://app.example.com\" })");
+    }
+    let mut out: Vec<Portal> = Vec::new();
+    for (i, r) in raw.into_iter().enumerate() {
+        let p = format!("portals[{i}]");
+        cx.unknown(&p, &r.unknown);
+        let name = r.name.unwrap_or_default();
+        if !is_name(&name) {
+            cx.err(
+                format!("{p}.name"),
+                "required: letters, digits, '_' or '-' (it is part of the cookie name)",
+            );
+        }
+        let kind = match r.kind.as_deref().unwrap_or("").parse::<PortalKind>() {
+            Ok(k) => k,
+            Err(e) => {
+                cx.err(format!("{p}.kind"), e);
+                PortalKind::Agent
+            }
+        };
+        let branding = branding(cx, &format!("{p}.branding"), r.branding);
+        let Some(raw_url) = r.url else {
+            cx.err(format!("{p}.url"), "required (the portal's public URL)");
+            continue;
+        };
+        let url = match Url::parse(&raw_url) {
+            Ok(u) => u,
+            Err(e) => {
+                cx.err(format!("{p}.url"), format!("{raw_url:?} is not a URL: {e}"));
+                continue;
+            }
+        };
+        let https = match url.scheme() {
+            "https" => true,
+            "http" if insecure_dev => false,
+            "http" => {
+                cx.err(
+                    format!("{p}.url"),
+                    "must be https (plain http only with server.insecure_dev_cookies: true)",
+                );
+                false
+            }
+            other => {
+                cx.err(format!("{p}.url"), format!("unsupported scheme {other:?}"));
+                false
+            }
+        };
+        if url.query().is_some() || url.fragment().is_some() || url.host_str().is_none() {
+            cx.err(
+                format!("{p}.url"),
+                "must be scheme://host[:port][/path] without query or fragment",
+            );
+            continue;
+        }
+        let host = url.host_str().unwrap_or_default();
+        let authority = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        };
+        let path_prefix = url.path().trim_end_matches('/').to_string();
+        let public = format!("{}://{}{}", url.scheme(), authority, path_prefix);
+        let route = PortalRoute {
+            authority: policy::portal::normalize_authority(&authority, https),
+            path_prefix,
+        };
+        if out.iter().any(|o| o.name == name) {
+            cx.err(
+                format!("{p}.name"),
+                format!("{name:?} is used by another portal"),
+            );
+        }
+        if out.iter().any(|o| o.route == route) {
+            cx.err(format!("{p}.url"), "another portal has the same URL");
+        }
+        out.push(Portal {
+            name,
+            kind,
+            url: public,
+            route,
+            https,
+            branding,
+        });
+    }
+    out
+}
+
+fn clients(cx: &mut Ctx<'_>, raw: Vec<RawClient>) -> Vec<Client> {
+    let mut out: Vec<Client> = Vec::new();
+    for (i, r) in raw.into_iter().enumerate() {
+        let p = format!("clients[{i}]");
+        cx.unknown(&p, &r.unknown);
+        let name = r.name.unwrap_or_default();
+        if !is_name(&name) {
+            cx.err(format!("{p}.name"), "required: letters, digits, '_' or '-'");
+        }
+        if out.iter().any(|o| o.name == name) {
+            cx.err(
+                format!("{p}.name"),
+                format!("{name:?} is used by another client"),
+            );
+        }
+        if r.hosts.is_empty() {
+            cx.err(format!("{p}.hosts"), "at least one host is required");
+        }
+        let tenant_id = cx.guid(&format!("{p}.tenant_id"), r.tenant_id.as_deref());
+        let branding = branding(cx, &format!("{p}.branding"), r.branding);
+        out.push(Client {
+            name,
+            hosts: r.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            tenant_id,
+            auto_redirect_users: r.auto_redirect_users,
+            federated_domain: r.federated_domain,
+            branding,
+        });
+    }
+    out
+}
+
+fn session(cx: &mut Ctx<'_>, r: RawSession) -> SessionConfig {
+    cx.unknown("session", &r.unknown);
+    let store = match r.store.as_deref().unwrap_or("memory") {
+        "memory" => StoreConfig::Memory,
+        "redis" => {
+            let urls = match r.redis_url {
+                None => {
+                    cx.err("session.redis_url", "required with store: redis");
+                    Vec::new()
+                }
+                Some(RawRedisUrl::One(u)) => vec![u],
+                Some(RawRedisUrl::Many(v)) => v,
+            };
+            let mut expanded = Vec::new();
+            for (i, u) in urls.iter().enumerate() {
+                let path = if urls.len() == 1 {
+                    "session.redis_url".to_string()
+                } else {
+                    format!("session.redis_url[{i}]")
+                };
+                let Some(u) = cx.expand(&path, u) else {
+                    continue;
+                };
+                match Url::parse(&u) {
+                    Ok(parsed) => {
+                        let ok = match parsed.scheme() {
+                            "redis" | "rediss" => true,
+                            "redis+sentinel" | "rediss+sentinel" => urls.len() == 1,
+                            _ => false,
+                        };
+                        if !ok {
+                            cx.err(&path, "expected redis://, rediss://, redis+sentinel:// (one URL) or a list of redis:// cluster nodes");
+                        }
+                    }
+                    Err(_) => cx.err(&path, "not a URL (redacted)"),
+                }
+                expanded.push(u);
+            }
+            StoreConfig::Redis { urls: expanded }
+        }
+        other => {
+            cx.err(
+                "session.store",
+                format!("{other:?}: expected memory or redis"),
+            );
+            StoreConfig::Memory
+        }
+    };
+    let cookie_name = r.cookie_name.unwrap_or_else(|| "entra_gw".into());
+    if !(!cookie_name.is_empty()
+        && cookie_name.len() <= 32
+        && cookie_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    {
+        cx.err(
+            "session.cookie_name",
+            "letters, digits and '_' only, at most 32",
+        );
+    }
+    let key_prefix = r.redis_key_prefix.unwrap_or_else(|| "entra_gw:".into());
+    if key_prefix.contains(['{', '}']) || key_prefix.chars().any(char::is_whitespace) {
+        cx.err(
+            "session.redis_key_prefix",
+            "must not contain braces or spaces",
+        );
+    }
+    let idle_timeout = cx.duration(
+        "session.idle_timeout",
+        r.idle_timeout.as_deref(),
+        "8h",
+        60,
+        365 * 86400,
+    );
+    let absolute_timeout = cx.duration(
+        "session.absolute_timeout",
+        r.absolute_timeout.as_deref(),
+        "24h",
+        60,
+        365 * 86400,
+    );
+    if idle_timeout > absolute_timeout {
+        cx.err(
+            "session.idle_timeout",
+            "must not exceed session.absolute_timeout",
+        );
+    }
+    let local_cache_ttl = cx.duration(
+        "session.local_cache_ttl",
+        r.local_cache_ttl.as_deref(),
+        "5s",
+        0,
+        60,
+    );
+    SessionConfig {
+        store,
+        key_prefix,
+        cookie_name,
+        idle_timeout,
+        absolute_timeout,
+        local_cache_ttl,
+    }
+}
+
+fn identity(cx: &mut Ctx<'_>, r: RawIdentity, portals: &[Portal]) -> Identity {
+    cx.unknown("identity", &r.unknown);
+    let audience = r.audience.unwrap_or_default();
+    if audience.is_empty() {
+        cx.err(
+            "identity.audience",
+            "required: the `aud` your application verifies in X-Auth-Assertion",
+        );
+    }
+    let issuer = r
+        .issuer
+        .or_else(|| portals.first().map(|p| p.url.clone()))
+        .unwrap_or_else(|| "entra-gateway".into());
+    let assertion_lifetime = cx.duration(
+        "identity.assertion_lifetime",
+        r.assertion_lifetime.as_deref(),
+        "5m",
+        30,
+        300,
+    );
+    let signing_key = r
+        .signing_key
+        .and_then(|k| cx.expand("identity.signing_key", &k))
+        .filter(|k| !k.is_empty())
+        .map(PathBuf::from);
+    if let Some(k) = &signing_key
+        && !k.is_file()
+    {
+        cx.err("identity.signing_key", format!("file {k:?} does not exist"));
+    }
+    Identity {
+        audience,
+        issuer,
+        assertion_lifetime,
+        signing_key,
+    }
+}
+
+fn directory(cx: &mut Ctx<'_>, r: RawDirectory) -> Directory {
+    cx.unknown("directory", &r.unknown);
+    let http = r.http;
+    if let Some(h) = &http {
+        cx.unknown("directory.http", &h.unknown);
+    }
+    match r.kind.as_deref().unwrap_or("open") {
+        "open" => Directory::Open,
+        "builtin" => Directory::Builtin,
+        "http" => {
+            let h = http.unwrap_or_default();
+            let mut parse = |path: &str, v: Option<String>| -> Option<Url> {
+                let v = v?;
+                match Url::parse(&v) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
+                    _ => {
+                        cx.err(path, format!("{v:?} is not an http(s) URL"));
+                        None
+                    }
+                }
+            };
+            let lookup = parse("directory.http.lookup_url", h.lookup_url);
+            let create_url = parse("directory.http.create_url", h.create_url);
+            match lookup {
+                Some(lookup_url) => Directory::Http {
+                    lookup_url,
+                    create_url,
+                },
+                None => {
+                    cx.err("directory.http.lookup_url", "required with kind: http");
+                    Directory::Open
+                }
+            }
+        }
+        other => {
+            cx.err(
+                "directory.kind",
+                format!("{other:?}: expected open, builtin or http"),
+            );
+            Directory::Open
+        }
+    }
+}
+
+fn routes(cx: &mut Ctx<'_>, r: RawRoutes) -> Routes {
+    cx.unknown("routes", &r.unknown);
+    let mut public = Vec::new();
+    for (i, p) in r.public.unwrap_or_default().into_iter().enumerate() {
+        let path = format!("routes.public[{i}]");
+        if !p.starts_with('/') {
+            cx.err(path, format!("{p:?} must start with /"));
+        } else if let Some(prefix) = p.strip_suffix('*') {
+            if prefix.contains('*') || !prefix.ends_with('/') {
+                cx.err(
+                    path,
+                    format!("{p:?}: '*' is only allowed as a final \"/*\""),
+                );
+            } else {
+                public.push(RoutePattern::Prefix(prefix.to_string()));
+            }
+        } else if p.contains('*') {
+            cx.err(
+                path,
+                format!("{p:?}: '*' is only allowed as a final \"/*\""),
+            );
+        } else {
+            public.push(RoutePattern::Exact(p));
+        }
+    }
+    Routes { public }
+}

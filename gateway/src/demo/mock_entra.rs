@@ -1,0 +1,835 @@
+//! A faithful imitation of Microsoft Entra ID's v2 endpoints, on loopback:
+//! per-tenant discovery and issuers, the `/organizations` template, JWKS with
+//! `kid`s, per-key `issuer` and rotation, the authorize endpoint with a login
+//! form and `form_post`, the token endpoint (code + PKCE + secret) and the
+//! end-session endpoint. Test helpers mint deliberately bad tokens.
+//!
+//! Not for production: users sign in without a password.
+
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Map, Value, json};
+use sha2::Digest;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+/// A person who can sign in.
+#[derive(Debug, Clone)]
+pub struct MockUser {
+    /// The UPN typed into the login form; also `preferred_username`.
+    pub username: String,
+    pub name: String,
+    /// The optional `email` claim (absent for many real accounts).
+    pub email: Option<String>,
+    pub oid: String,
+    pub tenant: String,
+}
+
+/// An app registration.
+#[derive(Debug, Clone)]
+pub struct MockApp {
+    pub client_id: String,
+    pub secret: Option<String>,
+    pub redirect_uris: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MockEntraConfig {
+    pub tenants: Vec<String>,
+    pub users: Vec<MockUser>,
+    pub apps: Vec<MockApp>,
+}
+
+struct SigningKey {
+    kid: String,
+    enc: EncodingKey,
+    jwk: Value,
+}
+
+fn new_signing_key(issuer: &str) -> SigningKey {
+    use rsa::Generate;
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    let key = rsa::PrivateKey::generate();
+    let der = key.to_pkcs1_der().expect("a fresh RSA key encodes");
+    let enc = EncodingKey::from_rsa_der(der.as_bytes());
+    let kid = crate::session::random_token(20);
+    let jwk = Jwk::from_encoding_key(&enc, Algorithm::RS256).expect("RSA JWK");
+    let mut v = serde_json::to_value(&jwk).expect("JWK serialises");
+    if let Value::Object(m) = &mut v {
+        // Entra's JWKs carry no `alg`; they carry kid, x5t, use and issuer.
+        m.remove("alg");
+        m.insert("kid".into(), json!(kid));
+        m.insert("x5t".into(), json!(kid));
+        m.insert("use".into(), json!("sig"));
+        m.insert("issuer".into(), json!(issuer));
+    }
+    SigningKey { kid, enc, jwk: v }
+}
+
+struct PendingCode {
+    client_id: String,
+    redirect_uri: String,
+    challenge: Option<String>,
+    nonce: Option<String>,
+    user: MockUser,
+    sid: String,
+    expires: i64,
+}
+
+/// One call to the end-session endpoint, for tests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogoutCall {
+    pub tenant: String,
+    pub client_id: Option<String>,
+    pub post_logout_redirect_uri: Option<String>,
+    pub logout_hint: Option<String>,
+}
+
+struct Inner {
+    base: String,
+    config: MockEntraConfig,
+    keys: Mutex<HashMap<String, Vec<SigningKey>>>,
+    codes: Mutex<HashMap<String, PendingCode>>,
+    jwks_fetches: Mutex<HashMap<String, usize>>,
+    logouts: Mutex<Vec<LogoutCall>>,
+    /// Mock SSO sessions: sid → user, ended by logout.
+    sessions: Mutex<HashMap<String, String>>,
+}
+
+/// How a minted token is signed.
+#[derive(Debug, Clone, Default)]
+pub enum Signing {
+    /// The tenant's active key (what Entra does).
+    #[default]
+    Active,
+    /// A key that is not in the JWKS, under a kid that is not either.
+    UnknownKid,
+    /// A key that is not in the JWKS, under the active key's kid.
+    WrongKey,
+    /// `alg: none`, empty signature.
+    None,
+    /// HS256 with this secret (the key-confusion attack).
+    Hs256(Vec<u8>),
+    /// The active key but no `kid` header.
+    NoKid,
+    /// The active key with a `crit` header.
+    Crit,
+}
+
+/// A token to mint: defaults are a good token for the user; set `claims`
+/// entries to override (Value::Null removes the claim).
+#[derive(Debug, Clone, Default)]
+pub struct TokenSpec {
+    pub user: String,
+    pub client_id: String,
+    pub nonce: Option<String>,
+    pub claims: Map<String, Value>,
+    pub signing: Signing,
+}
+
+#[derive(Clone)]
+pub struct MockEntra {
+    inner: Arc<Inner>,
+}
+
+fn now() -> i64 {
+    crate::session::now_unix()
+}
+
+fn pairwise_sub(oid: &str, client_id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(
+        format!("{oid}|{client_id}").as_bytes(),
+    ))
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#x27;")
+}
+
+impl MockEntra {
+    /// Binds `addr` (port 0 for any) and serves on the current runtime.
+    pub async fn start(config: MockEntraConfig, addr: SocketAddr) -> std::io::Result<MockEntra> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let base = format!("http://{local}");
+        let mut keys = HashMap::new();
+        for t in &config.tenants {
+            keys.insert(
+                t.clone(),
+                vec![new_signing_key(&format!("{base}/{t}/v2.0"))],
+            );
+        }
+        let inner = Arc::new(Inner {
+            base,
+            config,
+            keys: Mutex::new(keys),
+            codes: Mutex::new(HashMap::new()),
+            jwks_fetches: Mutex::new(HashMap::new()),
+            logouts: Mutex::new(Vec::new()),
+            sessions: Mutex::new(HashMap::new()),
+        });
+        let router = Router::new()
+            .route(
+                "/{tenant}/v2.0/.well-known/openid-configuration",
+                get(discovery),
+            )
+            .route("/{tenant}/discovery/v2.0/keys", get(jwks))
+            .route(
+                "/{tenant}/oauth2/v2.0/authorize",
+                get(authorize_get).post(authorize_post),
+            )
+            .route("/{tenant}/oauth2/v2.0/token", axum::routing::post(token))
+            .route("/{tenant}/oauth2/v2.0/logout", get(logout))
+            .with_state(inner.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Ok(MockEntra { inner })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.inner.base
+    }
+
+    pub fn issuer(&self, tenant: &str) -> String {
+        format!("{}/{tenant}/v2.0", self.inner.base)
+    }
+
+    /// Publishes a new active key; the old ones stay in the JWKS (as Entra
+    /// does during a rollover) until [`retire_old_keys`](Self::retire_old_keys).
+    pub fn rotate_keys(&self, tenant: &str) {
+        let k = new_signing_key(&self.issuer(tenant));
+        self.inner
+            .keys
+            .lock()
+            .expect("lock")
+            .entry(tenant.to_string())
+            .or_default()
+            .insert(0, k);
+    }
+
+    pub fn retire_old_keys(&self, tenant: &str) {
+        if let Some(v) = self.inner.keys.lock().expect("lock").get_mut(tenant) {
+            v.truncate(1);
+        }
+    }
+
+    pub fn active_kid(&self, tenant: &str) -> Option<String> {
+        self.inner
+            .keys
+            .lock()
+            .expect("lock")
+            .get(tenant)
+            .and_then(|v| v.first())
+            .map(|k| k.kid.clone())
+    }
+
+    pub fn jwks_fetch_count(&self, tenant: &str) -> usize {
+        self.inner
+            .jwks_fetches
+            .lock()
+            .expect("lock")
+            .get(tenant)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn logout_calls(&self) -> Vec<LogoutCall> {
+        self.inner.logouts.lock().expect("lock").clone()
+    }
+
+    pub fn user(&self, username: &str) -> Option<MockUser> {
+        self.inner.find_user(username)
+    }
+
+    /// Mints an ID token as Entra would, then applies the spec's overrides.
+    pub fn mint(&self, spec: &TokenSpec) -> String {
+        let user = self
+            .inner
+            .find_user(&spec.user)
+            .expect("mint: unknown user");
+        let sid = crate::session::random_token(16);
+        self.inner.mint(
+            &user,
+            &spec.client_id,
+            spec.nonce.as_deref(),
+            &sid,
+            None,
+            &spec.claims,
+            &spec.signing,
+        )
+    }
+}
+
+impl Inner {
+    fn find_user(&self, name: &str) -> Option<MockUser> {
+        self.config
+            .users
+            .iter()
+            .find(|u| {
+                u.username.eq_ignore_ascii_case(name)
+                    || u.email
+                        .as_deref()
+                        .is_some_and(|e| e.eq_ignore_ascii_case(name))
+            })
+            .cloned()
+    }
+
+    fn app(&self, client_id: &str) -> Option<&MockApp> {
+        self.config
+            .apps
+            .iter()
+            .find(|a| a.client_id.eq_ignore_ascii_case(client_id))
+    }
+
+    fn known_tenant(&self, t: &str) -> bool {
+        self.config.tenants.iter().any(|k| k == t)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn mint(
+        &self,
+        user: &MockUser,
+        client_id: &str,
+        nonce: Option<&str>,
+        sid: &str,
+        code: Option<&str>,
+        overrides: &Map<String, Value>,
+        signing: &Signing,
+    ) -> String {
+        let t = now();
+        let mut c = Map::new();
+        c.insert("aud".into(), json!(client_id));
+        c.insert(
+            "iss".into(),
+            json!(format!("{}/{}/v2.0", self.base, user.tenant)),
+        );
+        c.insert("iat".into(), json!(t));
+        c.insert("nbf".into(), json!(t));
+        c.insert("exp".into(), json!(t + 3600));
+        c.insert("name".into(), json!(user.name));
+        c.insert("oid".into(), json!(user.oid));
+        c.insert("preferred_username".into(), json!(user.username));
+        if let Some(e) = &user.email {
+            c.insert("email".into(), json!(e));
+        }
+        c.insert("sub".into(), json!(pairwise_sub(&user.oid, client_id)));
+        c.insert("tid".into(), json!(user.tenant));
+        c.insert("sid".into(), json!(sid));
+        c.insert(
+            "login_hint".into(),
+            json!(URL_SAFE_NO_PAD.encode(format!("O.{}.{}", user.oid, user.tenant))),
+        );
+        c.insert("uti".into(), json!(crate::session::random_token(16)));
+        c.insert("ver".into(), json!("2.0"));
+        if let Some(n) = nonce {
+            c.insert("nonce".into(), json!(n));
+        }
+        if let Some(code) = code {
+            let d = sha2::Sha256::digest(code.as_bytes());
+            c.insert("c_hash".into(), json!(URL_SAFE_NO_PAD.encode(&d[..16])));
+        }
+        for (k, v) in overrides {
+            if v.is_null() {
+                c.remove(k);
+            } else {
+                c.insert(k.clone(), v.clone());
+            }
+        }
+        let claims = Value::Object(c);
+        let keys = self.keys.lock().expect("lock");
+        let active = keys.get(&user.tenant).and_then(|v| v.first());
+        let rs256 = |kid: Option<String>, key: &EncodingKey, extra: Option<(&str, Value)>| {
+            let mut h = Header::new(Algorithm::RS256);
+            h.kid = kid;
+            h.typ = Some("JWT".into());
+            let jwt = jsonwebtoken::encode(&h, &claims, key).expect("RS256 signs");
+            match extra {
+                None => jwt,
+                Some((name, value)) => {
+                    // Re-sign with an extra header field jsonwebtoken does not model.
+                    let mut parts = jwt.split('.');
+                    let head = parts.next().unwrap_or_default();
+                    let mut hv: Value =
+                        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(head).unwrap_or_default())
+                            .unwrap_or(json!({}));
+                    hv[name] = value;
+                    let signing_input = format!(
+                        "{}.{}",
+                        URL_SAFE_NO_PAD.encode(hv.to_string()),
+                        parts.next().unwrap_or_default()
+                    );
+                    let sig =
+                        jsonwebtoken::crypto::sign(signing_input.as_bytes(), key, Algorithm::RS256)
+                            .expect("sign");
+                    format!("{signing_input}.{sig}")
+                }
+            }
+        };
+        match signing {
+            Signing::Active => {
+                let k = active.expect("tenant has a key");
+                rs256(Some(k.kid.clone()), &k.enc, None)
+            }
+            Signing::NoKid => rs256(None, &active.expect("key").enc, None),
+            Signing::Crit => {
+                let k = active.expect("key");
+                rs256(Some(k.kid.clone()), &k.enc, Some(("crit", json!(["exp"]))))
+            }
+            Signing::UnknownKid => {
+                let k = new_signing_key("unused");
+                rs256(Some(k.kid.clone()), &k.enc, None)
+            }
+            Signing::WrongKey => {
+                let k = new_signing_key("unused");
+                rs256(Some(active.expect("key").kid.clone()), &k.enc, None)
+            }
+            Signing::None => {
+                let head =
+                    json!({"alg": "none", "typ": "JWT", "kid": active.map(|k| k.kid.clone())});
+                format!(
+                    "{}.{}.",
+                    URL_SAFE_NO_PAD.encode(head.to_string()),
+                    URL_SAFE_NO_PAD.encode(claims.to_string())
+                )
+            }
+            Signing::Hs256(secret) => {
+                let mut h = Header::new(Algorithm::HS256);
+                h.kid = active.map(|k| k.kid.clone());
+                let key = EncodingKey::from_secret(secret).expect("HMAC key");
+                jsonwebtoken::encode(&h, &claims, &key).expect("HS256 signs")
+            }
+        }
+    }
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({ "error": error, "error_description": description })),
+    )
+        .into_response()
+}
+
+async fn discovery(State(s): State<Arc<Inner>>, Path(tenant): Path<String>) -> Response {
+    let issuer_tenant = match tenant.as_str() {
+        "organizations" | "common" => "{tenantid}".to_string(),
+        t if s.known_tenant(t) => t.to_string(),
+        _ => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_tenant",
+                "AADSTS90002: Tenant not found.",
+            );
+        }
+    };
+    let b = &s.base;
+    axum::Json(json!({
+        "token_endpoint": format!("{b}/{tenant}/oauth2/v2.0/token"),
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+        "jwks_uri": format!("{b}/{tenant}/discovery/v2.0/keys"),
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "issuer": format!("{b}/{issuer_tenant}/v2.0"),
+        "request_uri_parameter_supported": false,
+        "userinfo_endpoint": "https://graph.microsoft.com/oidc/userinfo",
+        "authorization_endpoint": format!("{b}/{tenant}/oauth2/v2.0/authorize"),
+        "device_authorization_endpoint": format!("{b}/{tenant}/oauth2/v2.0/devicecode"),
+        "http_logout_supported": true,
+        "frontchannel_logout_supported": true,
+        "end_session_endpoint": format!("{b}/{tenant}/oauth2/v2.0/logout"),
+        "claims_supported": ["sub","iss","cloud_instance_name","cloud_instance_host_name","cloud_graph_host_name","msgraph_host","aud","exp","iat","auth_time","acr","nonce","preferred_username","name","tid","ver","at_hash","c_hash","email"],
+        "kerberos_endpoint": format!("{b}/{tenant}/kerberos"),
+        "tenant_region_scope": "EU",
+        "cloud_instance_name": "microsoftonline.com",
+        "cloud_graph_host_name": "graph.windows.net",
+        "msgraph_host": "graph.microsoft.com",
+        "rbac_url": "https://pas.windows.net"
+    }))
+    .into_response()
+}
+
+async fn jwks(State(s): State<Arc<Inner>>, Path(tenant): Path<String>) -> Response {
+    *s.jwks_fetches
+        .lock()
+        .expect("lock")
+        .entry(tenant.clone())
+        .or_default() += 1;
+    let keys = s.keys.lock().expect("lock");
+    let list: Vec<Value> = match tenant.as_str() {
+        // The common endpoints publish every key, with the template issuer.
+        "organizations" | "common" => keys
+            .values()
+            .flatten()
+            .map(|k| {
+                let mut j = k.jwk.clone();
+                j["issuer"] = json!(format!("{}/{{tenantid}}/v2.0", s.base));
+                j
+            })
+            .collect(),
+        t => match keys.get(t) {
+            Some(v) => v.iter().map(|k| k.jwk.clone()).collect(),
+            None => {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_tenant",
+                    "AADSTS90002: Tenant not found.",
+                );
+            }
+        },
+    };
+    axum::Json(json!({ "keys": list })).into_response()
+}
+
+type Params = HashMap<String, String>;
+
+async fn authorize_get(
+    State(s): State<Arc<Inner>>,
+    Path(tenant): Path<String>,
+    Query(p): Query<Params>,
+) -> Response {
+    authorize(s, tenant, p)
+}
+
+async fn authorize_post(
+    State(s): State<Arc<Inner>>,
+    Path(tenant): Path<String>,
+    Query(q): Query<Params>,
+    Form(f): Form<Params>,
+) -> Response {
+    let mut p = q;
+    p.extend(f);
+    authorize(s, tenant, p)
+}
+
+fn error_page(status: StatusCode, code: &str, text: &str) -> Response {
+    (
+        status,
+        Html(format!(
+            "<!doctype html><title>Sign in to your account</title><h1>Sorry, but we're having trouble signing you in.</h1><p id=\"error\">{}: {}</p>",
+            html_escape(code),
+            html_escape(text)
+        )),
+    )
+        .into_response()
+}
+
+fn form_post(action: &str, fields: &[(&str, &str)]) -> Response {
+    let inputs: String = fields
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\" />",
+                html_escape(k),
+                html_escape(v)
+            )
+        })
+        .collect();
+    let body = format!(
+        "<html><head><title>Working...</title></head><body><form method=\"POST\" name=\"hiddenform\" action=\"{}\">{}<noscript><p>Script is disabled. Click Submit to continue.</p><input type=\"submit\" value=\"Submit\" /></noscript></form><script language=\"javascript\">window.setTimeout(function(){{document.forms[0].submit()}}, 0);</script></body></html>",
+        html_escape(action),
+        inputs
+    );
+    let mut r = Html(body).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, "no-store".parse().expect("static"));
+    r
+}
+
+fn login_form(s: &Inner, tenant: &str, p: &Params, message: Option<&str>) -> Response {
+    let hidden: String = p
+        .iter()
+        .filter(|(k, _)| k.as_str() != "username")
+        .map(|(k, v)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                html_escape(k),
+                html_escape(v)
+            )
+        })
+        .collect();
+    let users: String = s
+        .config
+        .users
+        .iter()
+        .filter(|u| tenant == "organizations" || tenant == "common" || u.tenant == tenant)
+        .map(|u| {
+            format!(
+                "<li><button type=\"submit\" name=\"username\" value=\"{0}\" class=\"pick\">{1} <small>{0}</small></button></li>",
+                html_escape(&u.username),
+                html_escape(&u.name)
+            )
+        })
+        .collect();
+    let msg = message
+        .map(|m| {
+            format!(
+                "<p id=\"usernameError\" role=\"alert\">{}</p>",
+                html_escape(m)
+            )
+        })
+        .unwrap_or_default();
+    let action = format!("/{}/oauth2/v2.0/authorize", html_escape(tenant));
+    Html(format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign in to your account</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{{font:15px "Segoe UI",system-ui,sans-serif;background:#f2f2f2;display:grid;place-items:center;min-height:100vh;margin:0}}
+main{{background:#fff;padding:44px;width:min(440px,92vw);box-shadow:0 2px 6px rgba(0,0,0,.2)}}h1{{font-size:24px;font-weight:600}}
+input[type=email]{{width:100%;padding:6px 0;border:0;border-bottom:1px solid #666;font-size:15px}}
+#idSIButton9{{background:#0067b8;color:#fff;border:0;padding:6px 24px;margin-top:16px;float:right}}ul{{list-style:none;padding:0;clear:both;padding-top:16px}}
+.pick{{background:none;border:0;color:#0067b8;cursor:pointer;padding:4px 0;font:inherit}}.banner{{font-size:12px;color:#a4262c}}</style></head>
+<body><main><p class="banner">Mock Entra ID — for demos and tests only</p><h1>Sign in</h1>{msg}
+<form method="post" action="{action}">{hidden}
+<input type="email" name="username" id="i0116" placeholder="Email, phone, or Skype" aria-label="Enter your email" autofocus>
+<input type="submit" id="idSIButton9" value="Next"></form>
+<form method="post" action="{action}">{hidden}<p>Or pick a test account:</p><ul>{users}</ul></form></main></body></html>"#
+    ))
+    .into_response()
+}
+
+fn authorize(s: Arc<Inner>, tenant: String, p: Params) -> Response {
+    let get = |k: &str| p.get(k).map(String::as_str);
+    let tenant_ok =
+        matches!(tenant.as_str(), "organizations" | "common") || s.known_tenant(&tenant);
+    if !tenant_ok {
+        return error_page(StatusCode::BAD_REQUEST, "AADSTS90002", "Tenant not found.");
+    }
+    let Some(app) = get("client_id").and_then(|c| s.app(c)).cloned() else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "AADSTS700016",
+            "Application was not found in the directory.",
+        );
+    };
+    let Some(redirect_uri) = get("redirect_uri")
+        .filter(|r| app.redirect_uris.iter().any(|u| u == r))
+        .map(str::to_string)
+    else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "AADSTS50011",
+            "The redirect URI specified in the request does not match the redirect URIs configured for the application.",
+        );
+    };
+    let state = get("state").unwrap_or("").to_string();
+    let post_error = |error: &str, description: &str| {
+        let mut fields = vec![("error", error), ("error_description", description)];
+        if !state.is_empty() {
+            fields.push(("state", state.as_str()));
+        }
+        form_post(&redirect_uri, &fields)
+    };
+    if get("response_mode") != Some("form_post") {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "AADSTS900144",
+            "This mock supports response_mode=form_post only.",
+        );
+    }
+    let response_type = get("response_type").unwrap_or("");
+    if !get("scope").unwrap_or("").split(' ').any(|x| x == "openid") {
+        return post_error(
+            "invalid_request",
+            "AADSTS900144: The request body must contain the following parameter: 'scope' with openid.",
+        );
+    }
+    let nonce = get("nonce").map(str::to_string);
+    match response_type {
+        "id_token" if nonce.is_none() => {
+            return post_error(
+                "invalid_request",
+                "AADSTS900144: The request body must contain the following parameter: 'nonce'.",
+            );
+        }
+        "id_token" | "code" => {}
+        _ => {
+            return post_error(
+                "unsupported_response_type",
+                "AADSTS700054: response_type is not enabled for the application.",
+            );
+        }
+    }
+    if response_type == "code"
+        && get("code_challenge").is_some()
+        && get("code_challenge_method") != Some("S256")
+    {
+        return post_error(
+            "invalid_request",
+            "AADSTS501491: Invalid code_challenge_method.",
+        );
+    }
+
+    let wanted = get("username").or(get("login_hint"));
+    let Some(user) = wanted.and_then(|w| s.find_user(w)) else {
+        let message = get("username").map(|_| "We couldn't find an account with that username.");
+        return login_form(&s, &tenant, &p, message);
+    };
+    if s.known_tenant(&tenant) && user.tenant != tenant {
+        return post_error(
+            "access_denied",
+            &format!(
+                "AADSTS50020: User account '{}' from identity provider does not exist in tenant.",
+                user.username
+            ),
+        );
+    }
+    let sid = crate::session::random_token(16);
+    s.sessions
+        .lock()
+        .expect("lock")
+        .insert(sid.clone(), user.username.clone());
+    if response_type == "id_token" {
+        let token = s.mint(
+            &user,
+            &app.client_id,
+            nonce.as_deref(),
+            &sid,
+            None,
+            &Map::new(),
+            &Signing::Active,
+        );
+        return form_post(&redirect_uri, &[("id_token", &token), ("state", &state)]);
+    }
+    let code = crate::session::random_token(48);
+    s.codes.lock().expect("lock").insert(
+        code.clone(),
+        PendingCode {
+            client_id: app.client_id.clone(),
+            redirect_uri: redirect_uri.clone(),
+            challenge: get("code_challenge").map(str::to_string),
+            nonce,
+            user,
+            sid,
+            expires: now() + 600,
+        },
+    );
+    form_post(&redirect_uri, &[("code", &code), ("state", &state)])
+}
+
+async fn token(
+    State(s): State<Arc<Inner>>,
+    Path(_tenant): Path<String>,
+    Form(f): Form<Params>,
+) -> Response {
+    let get = |k: &str| f.get(k).map(String::as_str);
+    if get("grant_type") != Some("authorization_code") {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "AADSTS70003: grant type not supported by this mock.",
+        );
+    }
+    let Some(app) = get("client_id").and_then(|c| s.app(c)).cloned() else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "AADSTS700016: Application not found.",
+        );
+    };
+    if app.secret.is_none() || get("client_secret") != app.secret.as_deref() {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "AADSTS7000215: Invalid client secret provided.",
+        );
+    }
+    let code = get("code").unwrap_or("");
+    let Some(pending) = s.codes.lock().expect("lock").remove(code) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "AADSTS70008: The provided authorization code or refresh token has expired or was already used.",
+        );
+    };
+    if pending.expires < now()
+        || pending.client_id != app.client_id
+        || get("redirect_uri") != Some(pending.redirect_uri.as_str())
+    {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "AADSTS50148: The code was issued to another request.",
+        );
+    }
+    if let Some(challenge) = &pending.challenge {
+        let verifier = get("code_verifier").unwrap_or("");
+        let computed = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+        if &computed != challenge {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "AADSTS501481: The Code_Verifier does not match the code_challenge supplied in the authorization request.",
+            );
+        }
+    }
+    let id_token = s.mint(
+        &pending.user,
+        &app.client_id,
+        pending.nonce.as_deref(),
+        &pending.sid,
+        Some(code),
+        &Map::new(),
+        &Signing::Active,
+    );
+    axum::Json(json!({
+        "token_type": "Bearer",
+        "scope": "openid profile email",
+        "expires_in": 3599,
+        "ext_expires_in": 3599,
+        "access_token": crate::session::random_token(64),
+        "id_token": id_token,
+    }))
+    .into_response()
+}
+
+async fn logout(
+    State(s): State<Arc<Inner>>,
+    Path(tenant): Path<String>,
+    Query(p): Query<Params>,
+    _h: HeaderMap,
+) -> Response {
+    let call = LogoutCall {
+        tenant,
+        client_id: p.get("client_id").cloned(),
+        post_logout_redirect_uri: p.get("post_logout_redirect_uri").cloned(),
+        logout_hint: p.get("logout_hint").cloned(),
+    };
+    s.logouts.lock().expect("lock").push(call.clone());
+    s.sessions.lock().expect("lock").clear();
+    // Entra redirects only to a post-logout URI on the same host as a
+    // registered redirect URI of the app.
+    let allowed = |uri: &str| {
+        let host = |u: &str| {
+            url::Url::parse(u)
+                .ok()
+                .map(|u| u.origin().ascii_serialization())
+        };
+        call.client_id
+            .as_deref()
+            .and_then(|c| s.app(c))
+            .is_some_and(|a| {
+                a.redirect_uris
+                    .iter()
+                    .any(|r| host(r).is_some() && host(r) == host(uri))
+            })
+    };
+    match &call.post_logout_redirect_uri {
+        Some(uri) if allowed(uri) => Redirect::to(uri).into_response(),
+        _ => Html("<!doctype html><title>Sign out</title><h1>You signed out of your account</h1><p>It's a good idea to close all browser windows.</p>").into_response(),
+    }
+}

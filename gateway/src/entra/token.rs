@@ -1,0 +1,79 @@
+//! The authorization-code exchange (code + PKCE + client secret).
+
+use crate::config::Secret;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    id_token: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    #[error("token endpoint unreachable: {0}")]
+    Unreachable(String),
+    #[error("token endpoint refused the code: HTTP {status} {error}")]
+    Refused { status: u16, error: String },
+    #[error("token endpoint answered without an id_token")]
+    NoIdToken,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: Option<String>,
+}
+
+pub struct CodeExchange<'a> {
+    pub token_endpoint: &'a str,
+    pub client_id: &'a str,
+    pub client_secret: &'a Secret,
+    pub code: &'a str,
+    pub redirect_uri: &'a str,
+    pub code_verifier: &'a str,
+}
+
+pub async fn exchange(
+    http: &reqwest::Client,
+    x: CodeExchange<'_>,
+) -> Result<String, ExchangeError> {
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("client_id", x.client_id),
+        ("client_secret", x.client_secret.expose()),
+        ("code", x.code),
+        ("redirect_uri", x.redirect_uri),
+        ("code_verifier", x.code_verifier),
+        ("scope", "openid profile email"),
+    ];
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    let resp = http
+        .post(x.token_endpoint)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| ExchangeError::Unreachable(e.without_url().to_string()))?;
+    let status = resp.status().as_u16();
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| ExchangeError::Unreachable(e.without_url().to_string()))?;
+    if !(200..300).contains(&status) {
+        // Only the OAuth error code is kept: descriptions may echo input.
+        let error = serde_json::from_slice::<ErrorBody>(&bytes)
+            .ok()
+            .and_then(|b| b.error)
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(64)
+            .collect();
+        return Err(ExchangeError::Refused { status, error });
+    }
+    serde_json::from_slice::<TokenResponse>(&bytes)
+        .ok()
+        .and_then(|t| t.id_token)
+        .ok_or(ExchangeError::NoIdToken)
+}

@@ -1,0 +1,16 @@
+//! entra-gateway: Microsoft Entra ID single sign-on in front of an existing
+//! web application, as a Pingora reverse proxy.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod entra;
+pub mod identity;
+pub mod metrics;
+pub mod pages;
+pub mod proxy;
+pub mod respond;
+pub mod server;
+pub mod session;

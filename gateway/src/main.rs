@@ -1,0 +1,227 @@
+//! The `entra-gateway` command line. Parsing and dispatch only.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use entra_gateway::config::{Config, LoadError, TenantType};
+use entra_gateway::server;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "entra-gateway",
+    version,
+    about = "Microsoft Entra ID single sign-on in front of an existing web application"
+)]
+struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// Configuration file (YAML).
+    #[arg(long, env = "ENTRA_GATEWAY_CONFIG")]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve.
+    Run(ConfigArg),
+    /// Validate a configuration and print what to register in Entra.
+    CheckConfig(ConfigArg),
+    /// Gateway + mock Entra ID + demo app on this machine. Not for production.
+    Demo {
+        /// Where the gateway listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
+    /// The built-in user directory.
+    Directory {
+        #[command(subcommand)]
+        command: DirectoryCommand,
+    },
+    /// Sessions in the store.
+    Sessions {
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
+    /// Allowed tenants.
+    Tenants {
+        #[command(subcommand)]
+        command: TenantsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DirectoryCommand {
+    /// Import users from a CSV or JSON file.
+    Import {
+        file: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// List users.
+    List(ConfigArg),
+}
+
+#[derive(Subcommand)]
+enum SessionsCommand {
+    /// End sessions on every instance.
+    Revoke {
+        #[arg(long, conflicts_with = "sid", required_unless_present = "sid")]
+        user: Option<String>,
+        #[arg(long)]
+        sid: Option<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantsCommand {
+    /// Run the CSP tenant sync once and print the list.
+    Sync(ConfigArg),
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn load(arg: &ConfigArg) -> Result<Config, ExitCode> {
+    Config::load(&arg.config).map_err(|e| {
+        report_config_errors(&arg.config, &e);
+        ExitCode::from(2)
+    })
+}
+
+fn report_config_errors(path: &std::path::Path, e: &LoadError) {
+    eprintln!("{}: configuration is invalid:", path.display());
+    for line in e.errors() {
+        eprintln!("  error: {line}");
+    }
+}
+
+fn check_config(arg: &ConfigArg) -> ExitCode {
+    let c = match load(arg) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let e = &c.entra;
+    println!("{}: configuration is valid", arg.config.display());
+    println!();
+    println!(
+        "cloud:           {} (login {}, issuer {}, graph {})",
+        e.cloud.as_str(),
+        e.authority_host,
+        e.issuer_host,
+        e.graph_host
+    );
+    println!("authority:       {}", e.authority());
+    println!("discovery URL:   {}", e.discovery_url());
+    println!("expected issuer: {}", e.expected_discovery_issuer());
+    println!(
+        "tenant type:     {}",
+        match e.tenant_type {
+            TenantType::Single => "single",
+            TenantType::Multi => "multi",
+        }
+    );
+    println!(
+        "sign-in flow:    {}",
+        if e.client_secret.is_some() {
+            "authorization code + PKCE, response_mode=form_post"
+        } else {
+            "id_token, response_mode=form_post (enable \"ID tokens\" under Authentication)"
+        }
+    );
+    println!();
+    println!("Register in the App Registration (Authentication > Web platform):");
+    for p in &c.portals {
+        println!("  portal {} ({}):", p.name, p.kind.as_str());
+        println!("    redirect URI:             {}", p.redirect_uri());
+        println!(
+            "    front-channel logout URL: {}",
+            p.frontchannel_logout_url()
+        );
+    }
+    let unsupported = server::unsupported_settings(&c);
+    if !unsupported.is_empty() {
+        println!();
+        println!(
+            "note: `run` refuses these settings in this version: {}",
+            unsupported.join(", ")
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn not_yet(what: &str) -> ExitCode {
+    eprintln!(
+        "entra-gateway: `{what}` is not available in this version yet (see docs/configuration.md)"
+    );
+    ExitCode::from(1)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::CheckConfig(arg) => check_config(&arg),
+        Command::Run(arg) => {
+            let c = match load(&arg) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match server::run(c) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e @ server::StartError::Unsupported(_)) => {
+                    eprintln!("entra-gateway: {e}");
+                    ExitCode::from(2)
+                }
+                Err(e) => {
+                    eprintln!("entra-gateway: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Demo { listen } => {
+            match entra_gateway::demo::run(entra_gateway::demo::DemoOptions { listen }) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("entra-gateway demo: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Directory {
+            command: DirectoryCommand::Import { .. },
+        } => not_yet("directory import"),
+        Command::Directory {
+            command: DirectoryCommand::List(_),
+        } => not_yet("directory list"),
+        Command::Sessions {
+            command: SessionsCommand::Revoke { .. },
+        } => not_yet("sessions revoke"),
+        Command::Tenants {
+            command: TenantsCommand::Sync(_),
+        } => not_yet("tenants sync"),
+    }
+}

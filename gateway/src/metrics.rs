@@ -1,0 +1,93 @@
+//! Every metric in one place, registered in the default Prometheus registry
+//! (which `pingora-prometheus` serves on `server.metrics_listen`).
+
+use prometheus::{
+    HistogramVec, IntCounterVec, IntGauge, register_histogram_vec, register_int_counter_vec,
+    register_int_gauge,
+};
+use std::sync::LazyLock;
+
+pub struct Metrics {
+    pub requests: IntCounterVec,
+    pub signins: IntCounterVec,
+    pub signin_duration: HistogramVec,
+    pub logouts: IntCounterVec,
+    pub sessions_active: IntGauge,
+    pub store_ops: IntCounterVec,
+    pub store_errors: IntCounterVec,
+    pub jwks_refreshes: IntCounterVec,
+    pub upstream_latency: HistogramVec,
+    pub bad_requests: IntCounterVec,
+}
+
+fn build() -> Metrics {
+    // Names are constants; registration can only fail on a duplicate, which
+    // a single LazyLock rules out.
+    Metrics {
+        requests: register_int_counter_vec!(
+            "entra_gateway_requests_total",
+            "Requests by portal and outcome",
+            &["portal", "outcome"]
+        )
+        .expect("register"),
+        signins: register_int_counter_vec!(
+            "entra_gateway_signins_total",
+            "Sign-ins by result (ok|refused|error) and reason code",
+            &["result", "reason"]
+        )
+        .expect("register"),
+        signin_duration: register_histogram_vec!(
+            "entra_gateway_signin_duration_seconds",
+            "Time spent handling the sign-in callback",
+            &["result"],
+            vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]
+        )
+        .expect("register"),
+        logouts: register_int_counter_vec!(
+            "entra_gateway_logouts_total",
+            "Logouts by kind (local|single_logout|frontchannel|revoke)",
+            &["kind"]
+        )
+        .expect("register"),
+        sessions_active: register_int_gauge!(
+            "entra_gateway_sessions_active",
+            "Sessions held by this instance's memory store"
+        )
+        .expect("register"),
+        store_ops: register_int_counter_vec!(
+            "entra_gateway_session_store_operations_total",
+            "Session-store operations",
+            &["op"]
+        )
+        .expect("register"),
+        store_errors: register_int_counter_vec!(
+            "entra_gateway_session_store_errors_total",
+            "Session-store operations that failed",
+            &["op"]
+        )
+        .expect("register"),
+        jwks_refreshes: register_int_counter_vec!(
+            "entra_gateway_jwks_refreshes_total",
+            "JWKS fetches by result",
+            &["result"]
+        )
+        .expect("register"),
+        upstream_latency: register_histogram_vec!(
+            "entra_gateway_upstream_latency_seconds",
+            "Time from the request to the upstream's response header",
+            &["portal"],
+            vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0
+            ]
+        )
+        .expect("register"),
+        bad_requests: register_int_counter_vec!(
+            "entra_gateway_bad_requests_total",
+            "Requests refused for bad input, by reason",
+            &["reason"]
+        )
+        .expect("register"),
+    }
+}
+
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(build);

@@ -1,0 +1,87 @@
+//! HTML pages, rendered with minijinja (autoescaping on): nothing a user or
+//! Entra sends can become markup.
+
+use minijinja::{Environment, context};
+use std::sync::LazyLock;
+
+static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    for (name, src) in [
+        ("base.html", include_str!("templates/base.html")),
+        ("error.html", include_str!("templates/error.html")),
+        ("logged_out.html", include_str!("templates/logged_out.html")),
+        (
+            "logout_confirm.html",
+            include_str!("templates/logout_confirm.html"),
+        ),
+    ] {
+        env.add_template(name, src)
+            .expect("bundled templates parse");
+    }
+    env
+});
+
+fn render(name: &str, ctx: minijinja::Value) -> String {
+    ENV.get_template(name)
+        .and_then(|t| t.render(ctx))
+        // Templates are compiled in and tested; this is unreachable in
+        // practice, but an error page must never fail to render.
+        .unwrap_or_else(|_| {
+            "<!doctype html><title>Error</title><p>Something went wrong.</p>".into()
+        })
+}
+
+pub struct ErrorPage<'a> {
+    pub heading: &'a str,
+    pub message: &'a str,
+    pub detail: Option<&'a str>,
+    pub reason: &'a str,
+    pub back_url: &'a str,
+    pub back_label: &'a str,
+    pub color: Option<&'a str>,
+}
+
+pub fn error(p: &ErrorPage<'_>) -> String {
+    render(
+        "error.html",
+        context! {
+            title => p.heading, heading => p.heading, message => p.message, detail => p.detail,
+            reason => p.reason, back_url => p.back_url, back_label => p.back_label, color => p.color,
+        },
+    )
+}
+
+pub fn logged_out(login_url: &str, color: Option<&str>) -> String {
+    render(
+        "logged_out.html",
+        context! { title => "Signed out", login_url, color },
+    )
+}
+
+pub fn logout_confirm(action: &str, csrf: &str, color: Option<&str>) -> String {
+    render(
+        "logout_confirm.html",
+        context! { title => "Sign out?", action, csrf, color },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_page_escapes_what_it_is_given() {
+        let html = error(&ErrorPage {
+            heading: "Sign-in failed",
+            message: "Entra said no.",
+            detail: Some("<script>alert(1)</script>"),
+            reason: "idp_error",
+            back_url: "/",
+            back_label: "Try again",
+            color: None,
+        });
+        assert!(html.contains("&lt;script&gt;"));
+        assert!(!html.contains("<script>alert"));
+        assert!(html.contains("idp_error"));
+    }
+}

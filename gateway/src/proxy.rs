@@ -1,0 +1,389 @@
+//! The Pingora `ProxyHttp` implementation: a thin adapter that translates
+//! between Pingora sessions and the gateway's modules. No decisions here:
+//! `policy` decides, `auth`/`session`/`identity` act.
+//!
+//! ```text
+//! request_filter            1. health/JWKS  2. portal for host+path  3. /auth/* routes
+//!                           4. public route 5. session lookup  6. policy::access::decide
+//! upstream_peer             the one upstream
+//! upstream_request_filter   strip client X-Auth-* and gateway cookies; X-Forwarded-*; identity headers
+//! logging                   one metric per request (portal, outcome)
+//! ```
+
+use crate::app::App;
+use crate::auth::{self, RequestContext};
+use crate::identity::headers::{self as idh, header_safe, spoofable_headers};
+use crate::metrics::METRICS;
+use crate::respond::{self, Resp};
+use crate::session::Session;
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use policy::Reason;
+use policy::access::{Access, decide};
+use policy::cookies::{cookies_secure, is_gateway_cookie, session_cookie_name};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Largest body the gateway reads itself (its own forms, the form_post).
+const MAX_AUTH_BODY: usize = 64 * 1024;
+
+pub struct GatewayProxy {
+    pub app: Arc<App>,
+}
+
+pub struct Ctx {
+    started: Instant,
+    portal: Option<usize>,
+    client_ip: Option<IpAddr>,
+    trusted_peer: bool,
+    https: bool,
+    outcome: &'static str,
+    identity: Option<(Arc<str>, Session)>,
+}
+
+fn header<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+    req.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The request as a plain `http::Request`, for the auth routes.
+fn to_http(req: &RequestHeader, body: Bytes) -> http::Request<Bytes> {
+    let mut r = http::Request::new(body);
+    *r.method_mut() = req.method.clone();
+    *r.uri_mut() = req.uri.clone();
+    *r.headers_mut() = req.headers.clone();
+    r
+}
+
+async fn write(session: &mut Session_, resp: Resp) -> Result<()> {
+    let (parts, body) = resp.into_parts();
+    let mut h = ResponseHeader::build(parts.status, Some(parts.headers.len() + 1))?;
+    for (k, v) in parts.headers.iter() {
+        h.append_header(k.clone(), v.clone())?;
+    }
+    h.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    let empty = body.is_empty();
+    session.write_response_header(Box::new(h), empty).await?;
+    if !empty {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
+type Session_ = pingora::proxy::Session;
+
+impl GatewayProxy {
+    async fn read_body(session: &mut Session_) -> Result<Option<Bytes>> {
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = session.read_request_body().await? {
+            if buf.len() + chunk.len() > MAX_AUTH_BODY {
+                return Ok(None);
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(Some(buf.freeze()))
+    }
+
+    async fn ready(&self) -> Resp {
+        match self.app.store.ping().await {
+            Ok(()) => respond::json(
+                200,
+                &serde_json::json!({ "status": "ready", "store": "ok", "entra_metadata": "ok" }),
+            ),
+            Err(_) => respond::json(
+                503,
+                &serde_json::json!({ "status": "not_ready", "store": "unavailable", "entra_metadata": "ok" }),
+            ),
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for GatewayProxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            started: Instant::now(),
+            portal: None,
+            client_ip: None,
+            trusted_peer: false,
+            https: false,
+            outcome: "error",
+            identity: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session_, ctx: &mut Ctx) -> Result<bool>
+    where
+        Self::CTX: Send + Sync,
+    {
+        let app = &self.app;
+        let cfg = &app.config;
+        ctx.client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        ctx.trusted_peer = ctx
+            .client_ip
+            .is_some_and(|ip| cfg.server.trusted_proxies.iter().any(|n| n.contains(&ip)));
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let req = session.req_header();
+        ctx.https = tls
+            || (ctx.trusted_peer
+                && header(req, "x-forwarded-proto")
+                    .is_some_and(|p| p.eq_ignore_ascii_case("https")));
+        let nav = auth::is_navigation(&to_http(req, Bytes::new()));
+
+        // Health and key endpoints answer on any host.
+        let path = req.uri.path().to_string();
+        let fixed = match path.as_str() {
+            "/healthz" => Some(respond::text(200, "ok")),
+            "/readyz" => Some(self.ready().await),
+            "/.well-known/entra-gateway/jwks.json" => {
+                let mut r = respond::json(200, &serde_json::Value::Null);
+                *r.body_mut() = app.signer.jwks_json();
+                r.headers_mut().insert(
+                    http::header::CACHE_CONTROL,
+                    http::HeaderValue::from_static("public, max-age=300"),
+                );
+                Some(r)
+            }
+            _ => None,
+        };
+        if let Some(resp) = fixed {
+            ctx.outcome = "gateway";
+            write(session, resp).await?;
+            return Ok(true);
+        }
+
+        let host = header(req, "host")
+            .map(str::to_string)
+            .or_else(|| req.uri.authority().map(|a| a.to_string()))
+            .unwrap_or_default();
+        let authority = policy::portal::normalize_authority(&host, ctx.https);
+        let Some(pi) = policy::portal::resolve(&app.portal_routes, &authority, &path) else {
+            ctx.outcome = "no_portal";
+            METRICS
+                .bad_requests
+                .with_label_values(&[Reason::NoPortal.code()])
+                .inc();
+            write(session, respond::refusal(Reason::NoPortal, None, None, nav)).await?;
+            return Ok(true);
+        };
+        ctx.portal = Some(pi);
+        let portal = app.portal(pi);
+        let rel = policy::portal::relative_path(&portal.route, &path).to_string();
+        let secure_cookies = cookies_secure(ctx.https, cfg.server.insecure_dev_cookies);
+        let rcx = RequestContext {
+            portal: pi,
+            secure_cookies,
+            rel_path: rel.clone(),
+        };
+
+        if rel.starts_with("/auth/") {
+            ctx.outcome = "auth";
+            let Some(body) = Self::read_body(session).await? else {
+                METRICS
+                    .bad_requests
+                    .with_label_values(&["body_too_large"])
+                    .inc();
+                let mut r = respond::json(413, &serde_json::json!({ "error": "body_too_large" }));
+                *r.status_mut() = http::StatusCode::PAYLOAD_TOO_LARGE;
+                write(session, r).await?;
+                return Ok(true);
+            };
+            let http_req = to_http(session.req_header(), body);
+            let resp = auth::handle(app, http_req, &rcx).await;
+            write(session, resp).await?;
+            return Ok(true);
+        }
+
+        let public = cfg.routes.public.iter().any(|p| p.matches(&rel));
+        let sso = cfg.sso.enabled_for(portal.kind);
+        let mut has_session = false;
+        if sso {
+            let name = session_cookie_name(&cfg.session.cookie_name, &portal.name, secure_cookies);
+            let cookies = respond::request_cookies(&session.req_header().headers);
+            if let Some(value) = respond::find_cookie(&cookies, &name) {
+                match app.session_for_cookie(value, portal).await {
+                    Ok(Some((id, s))) => {
+                        if let Some(jwt) = app.assertion_for(&id, &s) {
+                            ctx.identity = Some((jwt, s));
+                            has_session = true;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(_) => {
+                        ctx.outcome = "store_unavailable";
+                        write(
+                            session,
+                            respond::refusal(Reason::StoreUnavailable, None, Some(portal), nav),
+                        )
+                        .await?;
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        match decide(sso, public, has_session, nav) {
+            Access::Forward => {
+                ctx.outcome = "forwarded";
+                Ok(false)
+            }
+            Access::Transparent => {
+                ctx.identity = None;
+                ctx.outcome = if public { "public" } else { "transparent" };
+                Ok(false)
+            }
+            Access::StartLogin => {
+                ctx.outcome = "login";
+                let rd = session
+                    .req_header()
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string());
+                let http_req = to_http(session.req_header(), Bytes::new());
+                let resp = auth::login::start(app, &http_req, &rcx, rd.as_deref(), false).await;
+                write(session, resp).await?;
+                Ok(true)
+            }
+            Access::Unauthorized => {
+                ctx.outcome = "unauthorized";
+                let mut r = respond::refusal(Reason::NoSession, None, Some(portal), false);
+                r.headers_mut().insert(
+                    http::header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static("Cookie realm=\"entra-gateway\""),
+                );
+                if let Ok(v) = http::HeaderValue::from_str(&portal.path("/auth/login")) {
+                    r.headers_mut().insert("x-auth-login-url", v);
+                }
+                write(session, r).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session_,
+        _ctx: &mut Ctx,
+    ) -> Result<Box<HttpPeer>> {
+        let u = &self.app.config.upstream;
+        Ok(Box::new(HttpPeer::new(
+            u.address.as_str(),
+            u.tls,
+            u.sni.clone(),
+        )))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session_,
+        up: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        let cfg = &self.app.config;
+        // 1. Nothing a client sent may pose as identity, SSO or not.
+        for name in spoofable_headers(&up.headers, cfg.upstream.strip_authorization) {
+            up.remove_header(&name);
+        }
+        // 2. The gateway's own cookies stay between the browser and us.
+        let kept: Vec<String> = up
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .map(str::trim)
+            .filter(|pair| {
+                let name = pair.split_once('=').map(|(n, _)| n).unwrap_or(pair);
+                !pair.is_empty() && !is_gateway_cookie(name.trim(), &cfg.session.cookie_name)
+            })
+            .map(str::to_string)
+            .collect();
+        up.remove_header(&http::header::COOKIE);
+        if !kept.is_empty() {
+            up.insert_header(http::header::COOKIE, kept.join("; "))?;
+        }
+        // 3. X-Forwarded-*: trusted proxies' values are extended, others replaced.
+        let client = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let xff = match (ctx.trusted_peer, header(up, "x-forwarded-for")) {
+            (true, Some(prev)) if !client.is_empty() => format!("{prev}, {client}"),
+            (true, Some(prev)) => prev.to_string(),
+            _ => client,
+        };
+        up.insert_header("x-forwarded-for", xff)?;
+        up.insert_header(
+            "x-forwarded-proto",
+            if ctx.https { "https" } else { "http" },
+        )?;
+        let fwd_host = match (ctx.trusted_peer, header(up, "x-forwarded-host")) {
+            (true, Some(h)) => Some(h.to_string()),
+            _ => header(session.req_header(), "host").map(str::to_string),
+        };
+        match fwd_host {
+            Some(h) => up.insert_header("x-forwarded-host", h)?,
+            None => {
+                up.remove_header("x-forwarded-host");
+            }
+        }
+        // 4. Identity.
+        if let Some((jwt, s)) = &ctx.identity {
+            up.insert_header(idh::ASSERTION, jwt.as_ref())?;
+            up.insert_header(idh::USER, header_safe(&s.user_key))?;
+            if let Some(e) = &s.email {
+                up.insert_header(idh::EMAIL, header_safe(e))?;
+            }
+            if let Some(n) = &s.name {
+                up.insert_header(idh::NAME, header_safe(n))?;
+            }
+            up.insert_header(idh::OID, header_safe(&s.oid))?;
+            up.insert_header(idh::TID, header_safe(&s.tid))?;
+            up.insert_header(idh::PORTAL, header_safe(&s.portal_kind))?;
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _s: &mut Session_,
+        _r: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        let portal = ctx
+            .portal
+            .map(|p| self.app.portal(p).name.as_str())
+            .unwrap_or("");
+        METRICS
+            .upstream_latency
+            .with_label_values(&[portal])
+            .observe(ctx.started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    async fn logging(&self, _session: &mut Session_, e: Option<&pingora::Error>, ctx: &mut Ctx)
+    where
+        Self::CTX: Send + Sync,
+    {
+        let portal = ctx
+            .portal
+            .map(|p| self.app.portal(p).name.as_str())
+            .unwrap_or("");
+        let outcome =
+            if e.is_some() && matches!(ctx.outcome, "forwarded" | "transparent" | "public") {
+                "upstream_error"
+            } else {
+                ctx.outcome
+            };
+        METRICS.requests.with_label_values(&[portal, outcome]).inc();
+    }
+}

@@ -1,0 +1,202 @@
+//! Starting a gateway: the async start-up (store, discovery, keys) on a small
+//! control runtime, then Pingora's own server, which owns `main`'s thread.
+
+use crate::app::App;
+use crate::config::{Config, StoreConfig, TenantType, TwoFactorRequired};
+use crate::entra::{self, discovery};
+use crate::identity::AssertionSigner;
+use crate::identity::signer::generate_pem;
+use crate::proxy::GatewayProxy;
+use crate::session::{MemoryStore, RedisStore, Store};
+use pingora::prelude::*;
+use pingora::server::configuration::ServerConf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("session store: {0}")]
+    Store(String),
+    #[error("Entra discovery: {0}")]
+    Discovery(String),
+    #[error("identity signing key: {0}")]
+    SigningKey(String),
+    #[error("cannot start: {0}")]
+    Runtime(String),
+}
+
+/// Settings accepted by the configuration whose feature this build does not
+/// have yet. Running with them would silently weaken what the operator asked
+/// for, so `run` refuses instead (check-config only reports them).
+pub fn unsupported_settings(c: &Config) -> Vec<String> {
+    let mut v = Vec::new();
+    if c.entra.tenant_type == TenantType::Multi {
+        v.push("entra.tenant_type: multi".to_string());
+    }
+    if c.entra.csp_sync.enabled {
+        v.push("entra.csp_sync.enabled".to_string());
+    }
+    if !c.clients.is_empty() {
+        v.push("clients".to_string());
+    }
+    if !matches!(c.directory, crate::config::Directory::Open) {
+        v.push("directory.kind other than open".to_string());
+    }
+    if c.two_factor.required_for != TwoFactorRequired::Nobody {
+        v.push("two_factor.required_for other than nobody".to_string());
+    }
+    if let StoreConfig::Redis { urls } = &c.session.store
+        && (urls.len() != 1 || !urls[0].starts_with("redis://"))
+    {
+        v.push(
+            "session.redis_url other than one redis:// URL (Sentinel, Cluster, TLS)".to_string(),
+        );
+    }
+    v
+}
+
+/// The control runtime: start-up and background work. Connections made here
+/// (Redis) are driven by its thread and used from Pingora's worker threads.
+fn control_runtime() -> Result<&'static tokio::runtime::Runtime, StartError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("gateway-control")
+        .enable_all()
+        .build()
+        .map_err(|e| StartError::Runtime(e.to_string()))?;
+    Ok(Box::leak(Box::new(rt)))
+}
+
+async fn connect_store(c: &Config) -> Result<Arc<dyn Store>, StartError> {
+    Ok(match &c.session.store {
+        StoreConfig::Memory => Arc::new(MemoryStore::new()),
+        StoreConfig::Redis { urls } => Arc::new(
+            RedisStore::connect(&urls[0], &c.session.key_prefix)
+                .await
+                .map_err(|e| StartError::Store(e.to_string()))?,
+        ),
+    })
+}
+
+/// Fetches discovery, retrying briefly on network errors (a gateway started
+/// together with its network should not crash-loop) but never on a document
+/// that fails the checks.
+async fn load_metadata(
+    http: &reqwest::Client,
+    c: &Config,
+) -> Result<discovery::DiscoveryDocument, StartError> {
+    let mut delay = Duration::from_millis(200);
+    for attempt in 1.. {
+        match discovery::fetch(http, &c.entra).await {
+            Ok(doc) => return Ok(doc),
+            Err(
+                e @ (discovery::DiscoveryError::Fetch { .. }
+                | discovery::DiscoveryError::Status { .. }),
+            ) if attempt < 6 => {
+                tracing::warn!(event = "discovery_retry", attempt, error = %e);
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            Err(e) => return Err(StartError::Discovery(e.to_string())),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+async fn load_signer(c: &Config, store: &dyn Store) -> Result<AssertionSigner, StartError> {
+    let pem = match &c.identity.signing_key {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| StartError::SigningKey(format!("{}: {e}", path.display())))?,
+        // Shared through the store so every instance signs with one key.
+        None => {
+            let candidate = generate_pem().map_err(|e| StartError::SigningKey(e.to_string()))?;
+            store
+                .get_or_init("assertion_signing_key", &candidate)
+                .await
+                .map_err(|e| StartError::Store(e.to_string()))?
+        }
+    };
+    AssertionSigner::from_pem(&pem, &c.identity).map_err(|e| StartError::SigningKey(e.to_string()))
+}
+
+/// Builds the shared state (async part of start-up).
+pub async fn build_app(config: Config) -> Result<Arc<App>, StartError> {
+    let http = entra::http_client();
+    let store = connect_store(&config).await?;
+    let metadata = load_metadata(&http, &config).await?;
+    let signer = load_signer(&config, store.as_ref()).await?;
+    let app = Arc::new(App::new(config, store, http, metadata, signer));
+    if let Err(e) = app.jwks.refresh(&app.metadata.jwks_uri).await {
+        // Not fatal: the first sign-in fetches again.
+        tracing::warn!(event = "jwks_initial_fetch_failed", error = %e);
+    }
+    Ok(app)
+}
+
+/// Serves until SIGTERM/SIGINT. Never returns on success.
+pub fn run(config: Config) -> Result<(), StartError> {
+    let unsupported = unsupported_settings(&config);
+    if !unsupported.is_empty() {
+        return Err(StartError::Unsupported(format!(
+            "this version does not implement: {} (see docs/configuration.md)",
+            unsupported.join(", ")
+        )));
+    }
+    let rt = control_runtime()?;
+    let app = rt.block_on(build_app(config))?;
+
+    // Scheduled key refresh: picks up Entra's rotations before tokens use them.
+    let bg = app.clone();
+    rt.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = bg.jwks.refresh(&bg.metadata.jwks_uri).await {
+                tracing::warn!(event = "jwks_refresh_failed", error = %e);
+            }
+        }
+    });
+
+    let c = &app.config;
+    let conf = ServerConf {
+        threads: c.server.threads,
+        grace_period_seconds: Some(1),
+        graceful_shutdown_timeout_seconds: Some(1),
+        pid_file: std::env::temp_dir()
+            .join(format!("entra-gateway-{}.pid", std::process::id()))
+            .display()
+            .to_string(),
+        upgrade_sock: std::env::temp_dir()
+            .join(format!("entra-gateway-{}.sock", std::process::id()))
+            .display()
+            .to_string(),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut proxy = http_proxy_service(&server.configuration, GatewayProxy { app: app.clone() });
+    match &c.server.tls {
+        Some(tls) => proxy
+            .add_tls(
+                &c.server.listen,
+                &tls.cert.display().to_string(),
+                &tls.key.display().to_string(),
+            )
+            .map_err(|e| StartError::Runtime(format!("TLS: {e}")))?,
+        None => proxy.add_tcp(&c.server.listen),
+    }
+    server.add_service(proxy);
+    if let Some(m) = &c.server.metrics_listen {
+        let mut metrics = pingora_prometheus::prometheus_http_service();
+        metrics.add_tcp(m);
+        server.add_service(metrics);
+    }
+    tracing::info!(
+        event = "started", listen = %c.server.listen, metrics = ?c.server.metrics_listen,
+        store = app.store.kind(), authority = %c.entra.authority()
+    );
+    server.run_forever()
+}

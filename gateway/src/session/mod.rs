@@ -1,0 +1,164 @@
+//! Sessions and pending logins: the [`Store`] trait with an in-memory and a
+//! Redis implementation, and the records they hold.
+
+pub mod memory;
+pub mod redis_store;
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+pub use memory::MemoryStore;
+pub use redis_store::RedisStore;
+
+/// 256 random bits, base64url: opaque, unguessable, fixed length.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SessionId(String);
+
+/// A random token of `n` bytes, base64url without padding.
+pub fn random_token(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    rand::fill(bytes.as_mut_slice());
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+impl SessionId {
+    pub fn generate() -> Self {
+        SessionId(random_token(32))
+    }
+
+    /// Accepts only what [`generate`](Self::generate) produces, so forged or
+    /// truncated cookies never reach the store.
+    pub fn parse(s: &str) -> Option<Self> {
+        (s.len() == 43
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .then(|| SessionId(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never log a usable session id.
+        write!(f, "SessionId({}…)", &self.0[..6])
+    }
+}
+
+/// A signed-in browser at one portal.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Session {
+    /// Portal name, and its kind (agent|user) as the app is told.
+    pub portal: String,
+    pub portal_kind: String,
+    pub tid: String,
+    pub oid: String,
+    pub sub: String,
+    pub issuer: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    /// The ID token's `sid` (front-channel logout) and `login_hint` (logout_hint).
+    pub sid: Option<String>,
+    pub login_hint: Option<String>,
+    /// The directory key the app knows this user by.
+    pub user_key: String,
+    pub client: Option<String>,
+    pub created_at: i64,
+    pub last_seen: i64,
+    pub absolute_expiry: i64,
+    pub idle_timeout_secs: i64,
+    pub remember_me: bool,
+    /// Protects the same-origin logout form.
+    pub csrf: String,
+    pub new_user: bool,
+}
+
+impl Session {
+    /// Seconds until this session ends if not used again.
+    pub fn ttl_at(&self, now: i64) -> i64 {
+        (self.last_seen + self.idle_timeout_secs).min(self.absolute_expiry) - now
+    }
+
+    pub fn is_live(&self, now: i64) -> bool {
+        self.ttl_at(now) > 0
+    }
+}
+
+/// What the callback needs to finish a login it did not start itself.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LoginRecord {
+    pub portal: String,
+    pub nonce: String,
+    /// Must equal the login cookie's value (binds the state to this browser).
+    pub binding: String,
+    pub pkce_verifier: Option<String>,
+    pub return_to: String,
+    pub remember_me: bool,
+    pub tenant: Option<String>,
+    pub client: Option<String>,
+    pub started_at: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    #[error("corrupt record in session store: {0}")]
+    Corrupt(String),
+}
+
+/// Everything the gateway keeps between requests. Implementations must be
+/// safe to share between instances: `take_login` is atomic (single use).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn put_session(
+        &self,
+        id: &SessionId,
+        s: &Session,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+    async fn get_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError>;
+    async fn delete_session(&self, id: &SessionId) -> Result<(), StoreError>;
+    async fn put_login(
+        &self,
+        state: &str,
+        r: &LoginRecord,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+    /// Returns the record and removes it, atomically: a state works once.
+    async fn take_login(&self, state: &str) -> Result<Option<LoginRecord>, StoreError>;
+    /// Stores `candidate` unless a value exists; returns the value in force.
+    async fn get_or_init(&self, key: &str, candidate: &str) -> Result<String, StoreError>;
+    async fn ping(&self) -> Result<(), StoreError>;
+    fn kind(&self) -> &'static str;
+}
+
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_are_unique_and_parse_strictly() {
+        let a = SessionId::generate();
+        let b = SessionId::generate();
+        assert_ne!(a, b);
+        assert_eq!(SessionId::parse(a.as_str()), Some(a.clone()));
+        assert!(SessionId::parse(&a.as_str()[..42]).is_none());
+        assert!(SessionId::parse(&format!("{}=", &a.as_str()[..42])).is_none());
+        assert!(SessionId::parse("").is_none());
+        assert!(!format!("{a:?}").contains(a.as_str()));
+    }
+}

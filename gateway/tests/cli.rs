@@ -1,0 +1,137 @@
+//! The command line: exit codes and what check-config prints.
+
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_entra-gateway"))
+}
+
+fn example() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.example.yaml")
+}
+
+#[test]
+fn check_config_passes_on_the_example_and_prints_what_to_register() {
+    let out = bin()
+        .arg("check-config")
+        .arg("--config")
+        .arg(example())
+        .env_remove("ENTRA_CLIENT_SECRET")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "authority:       https://login.microsoftonline.com/aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa",
+        "discovery URL:   https://login.microsoftonline.com/aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa/v2.0/.well-known/openid-configuration",
+        "redirect URI:             https://halo.example.com/auth/account/azureresponse",
+        "redirect URI:             https://halo.example.com/portal/auth/account/azureresponse",
+        "front-channel logout URL: https://halo.example.com/auth/account/frontchannel-logout",
+        "front-channel logout URL: https://halo.example.com/portal/auth/account/frontchannel-logout",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn check_config_reports_every_error_with_its_key_path_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bad.yaml");
+    std::fs::write(
+        &f,
+        r#"
+server: { listen: "nowhere", bogus: 1 }
+upstream: { url: "ftp://x" }
+entra: { tenant_id: "not-a-guid", client_id: "11111111-1111-4111-8111-111111111111", clock_skew: "5 minutes",
+         sign_in_scope: all, client_secret: "${SURELY_UNSET_VARIABLE_XYZ}" }
+sso: { match_by: name }
+portals: [ { name: "bad name!", kind: robot, url: "http://halo.example.com" } ]
+session: { store: redis, idle_timeout: "48h", absolute_timeout: "24h" }
+identity: { audience: "" }
+unknown_top: true
+"#,
+    )
+    .unwrap();
+    let out = bin()
+        .arg("check-config")
+        .arg("--config")
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for path in [
+        "server.listen:",
+        "server.bogus: unknown key",
+        "upstream.url:",
+        "entra.tenant_id:",
+        "entra.clock_skew:",
+        "entra.sign_in_scope: only applies to entra.tenant_type: multi",
+        "entra.client_secret: environment variable SURELY_UNSET_VARIABLE_XYZ is not set",
+        "sso.match_by:",
+        "portals[0].name:",
+        "portals[0].kind:",
+        "portals[0].url: must be https",
+        "session.redis_url: required",
+        "session.idle_timeout: must not exceed",
+        "identity.audience:",
+        "unknown_top: unknown key",
+    ] {
+        assert!(err.contains(path), "missing {path:?} in\n{err}");
+    }
+}
+
+#[test]
+fn unreadable_or_unparsable_files_exit_2() {
+    let out = bin()
+        .args(["check-config", "--config", "/nonexistent/x.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("x.yaml");
+    std::fs::write(&f, "server: [unclosed").unwrap();
+    let out = bin()
+        .arg("check-config")
+        .arg("--config")
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn run_refuses_settings_this_version_does_not_implement() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("multi.yaml");
+    let text = std::fs::read_to_string(example()).unwrap().replace(
+        "tenant_type: single",
+        "tenant_type: multi\n  allowed_tenants: [\"bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb\"]",
+    );
+    std::fs::write(&f, text).unwrap();
+    let out = bin().arg("run").arg("--config").arg(&f).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("entra.tenant_type: multi"));
+}
+
+#[test]
+fn config_file_may_come_from_the_environment() {
+    let out = bin()
+        .arg("check-config")
+        .env("ENTRA_GATEWAY_CONFIG", example())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}

@@ -1,0 +1,18 @@
+//! Pure decisions of entra-gateway: no I/O, no async, no HTTP types.
+//!
+//! Every rule that decides whether a token, a request or a return path is
+//! acceptable lives here, so it can be tested table-driven and reasoned about
+//! without a network.
+#![forbid(unsafe_code)]
+
+pub mod access;
+pub mod claims;
+pub mod cookies;
+pub mod ids;
+pub mod paths;
+pub mod portal;
+pub mod reason;
+pub mod tenants;
+
+pub use ids::{ClientId, GuidError, PortalKind, TenantId};
+pub use reason::Reason;

@@ -1,0 +1,246 @@
+//! The whole-system test harness: the real `entra-gateway` binary, the mock
+//! Entra ID and the verifying demo app (in-process), a real `redis-server`,
+//! and a browser-like HTTP client with an explicit cookie jar.
+//!
+//! Run through `cargo test --workspace`, which builds the gateway binary
+//! (the gateway crate has integration tests of its own, so cargo builds it).
+
+pub mod browser;
+pub mod processes;
+
+pub use browser::{Browser, FormPost, SetCookie};
+pub use processes::{GatewayProcess, RedisServer, free_port, gateway_bin};
+
+use entra_gateway::demo::app::{DemoAppConfig, start as start_app};
+use entra_gateway::demo::mock_entra::{MockApp, MockEntra, MockEntraConfig, MockUser};
+use std::net::SocketAddr;
+
+pub const TENANT: &str = "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa";
+pub const OTHER_TENANT: &str = "bbbbbbbb-2222-4222-8222-bbbbbbbbbbbb";
+pub const CLIENT_ID: &str = "c1c1c1c1-3333-4333-8333-c1c1c1c1c1c1";
+pub const CLIENT_SECRET: &str = "test-secret-value-9f8e7d";
+pub const AUDIENCE: &str = "test-app";
+
+pub fn users() -> Vec<MockUser> {
+    vec![
+        MockUser {
+            username: "alice@contoso.example".into(),
+            name: "Alice Agent".into(),
+            email: Some("alice@contoso.example".into()),
+            oid: "a11ce000-0000-4000-8000-000000000001".into(),
+            tenant: TENANT.into(),
+        },
+        MockUser {
+            username: "zoe@contoso.example".into(),
+            name: "Zoë Ünicode".into(),
+            email: None,
+            oid: "20e00000-0000-4000-8000-000000000003".into(),
+            tenant: TENANT.into(),
+        },
+        MockUser {
+            username: "mallory@fabrikam.example".into(),
+            name: "Mallory Other".into(),
+            email: Some("alice@contoso.example".into()),
+            oid: "3a110000-0000-4000-8000-000000000004".into(),
+            tenant: OTHER_TENANT.into(),
+        },
+    ]
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// No client secret: id_token + form_post.
+    IdToken,
+    /// Client secret: code + PKCE + form_post.
+    Code,
+}
+
+pub struct Options {
+    pub flow: Flow,
+    pub redis_url: Option<String>,
+    pub single_logout: bool,
+    pub federated_domain: Option<String>,
+    /// Cookies without `Secure` (plain http). Off: the test acts as a TLS
+    /// terminator (trusted proxy + X-Forwarded-Proto: https).
+    pub insecure_dev_cookies: bool,
+    /// Extra top-level YAML appended to the config.
+    pub extra_yaml: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            flow: Flow::IdToken,
+            redis_url: None,
+            single_logout: true,
+            federated_domain: None,
+            insecure_dev_cookies: true,
+            extra_yaml: String::new(),
+        }
+    }
+}
+
+/// One gateway in front of the verifying app, against the mock Entra.
+pub struct Harness {
+    pub entra: MockEntra,
+    pub gateway: GatewayProcess,
+    pub app: SocketAddr,
+    /// `http://127.0.0.1:<port>`: where tests connect.
+    pub base: String,
+    /// The agent portal's public URL (https when not insecure_dev_cookies).
+    pub portal_url: String,
+    pub options: Options,
+}
+
+impl Harness {
+    pub async fn start(options: Options) -> Harness {
+        let port = free_port();
+        let metrics_port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let scheme = if options.insecure_dev_cookies {
+            "http"
+        } else {
+            "https"
+        };
+        let portal_url = format!("{scheme}://127.0.0.1:{port}");
+        let entra = MockEntra::start(
+            MockEntraConfig {
+                tenants: vec![TENANT.into(), OTHER_TENANT.into()],
+                users: users(),
+                apps: vec![MockApp {
+                    client_id: CLIENT_ID.into(),
+                    secret: Some(CLIENT_SECRET.into()),
+                    redirect_uris: vec![
+                        format!("{portal_url}/auth/account/azureresponse"),
+                        format!("{portal_url}/portal/auth/account/azureresponse"),
+                    ],
+                }],
+            },
+            "127.0.0.1:0".parse().expect("addr"),
+        )
+        .await
+        .expect("mock Entra starts");
+        let app = start_app(
+            DemoAppConfig {
+                jwks_url: format!("{base}/.well-known/entra-gateway/jwks.json"),
+                audience: AUDIENCE.into(),
+            },
+            "127.0.0.1:0".parse().expect("addr"),
+        )
+        .await
+        .expect("app starts");
+        let yaml = Self::config_yaml(
+            &options,
+            port,
+            metrics_port,
+            &portal_url,
+            entra.base_url(),
+            app,
+        );
+        let gateway = GatewayProcess::start(&yaml, port, metrics_port).await;
+        Harness {
+            entra,
+            gateway,
+            app,
+            base,
+            portal_url,
+            options,
+        }
+    }
+
+    pub fn config_yaml(
+        o: &Options,
+        port: u16,
+        metrics_port: u16,
+        portal_url: &str,
+        entra: &str,
+        app: SocketAddr,
+    ) -> String {
+        let store = match &o.redis_url {
+            Some(u) => {
+                format!("{{ store: redis, redis_url: \"{u}\", redis_key_prefix: \"egtest:\" }}")
+            }
+            None => "{ store: memory }".into(),
+        };
+        let secret = match o.flow {
+            Flow::Code => format!("client_secret: \"{CLIENT_SECRET}\""),
+            Flow::IdToken => String::new(),
+        };
+        let fed = o
+            .federated_domain
+            .as_ref()
+            .map(|d| format!("federated_domain: \"{d}\""))
+            .unwrap_or_default();
+        let trusted = if o.insecure_dev_cookies {
+            "[]"
+        } else {
+            "[\"127.0.0.1/32\"]"
+        };
+        format!(
+            r#"
+server:
+  listen: "127.0.0.1:{port}"
+  metrics_listen: "127.0.0.1:{metrics_port}"
+  threads: 2
+  insecure_dev_cookies: {insecure}
+  trusted_proxies: {trusted}
+upstream: {{ url: "http://{app}" }}
+entra:
+  tenant_id: "{TENANT}"
+  client_id: "{CLIENT_ID}"
+  authority_host: "{entra}"
+  {secret}
+  {fed}
+sso: {{ single_logout: {slo} }}
+portals:
+  - {{ name: agent, kind: agent, url: "{portal_url}" }}
+  - {{ name: portal, kind: user, url: "{portal_url}/portal" }}
+session: {store}
+identity: {{ audience: "{AUDIENCE}" }}
+routes: {{ public: ["/public/*"] }}
+{extra}
+"#,
+            insecure = o.insecure_dev_cookies,
+            slo = o.single_logout,
+            extra = o.extra_yaml,
+        )
+    }
+
+    pub fn browser(&self) -> Browser {
+        Browser::new(&self.base, !self.options.insecure_dev_cookies)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Signs `user` in through the mock's login form; returns the browser.
+    pub async fn signed_in(&self, user: &str) -> Browser {
+        let b = self.browser();
+        let landed = b.sign_in(&self.url("/"), user).await;
+        assert_eq!(landed, "/", "sign-in returns to the page it started from");
+        b
+    }
+
+    /// Reads a Prometheus counter value (sum over series matching `labels`).
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = reqwest::get(format!(
+            "http://127.0.0.1:{}/metrics",
+            self.gateway.metrics_port
+        ))
+        .await
+        .expect("metrics reachable")
+        .text()
+        .await
+        .expect("metrics text");
+        text.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter(|l| {
+                labels
+                    .iter()
+                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}

@@ -1,0 +1,216 @@
+//! Real processes the tests start and always stop: the gateway binary and
+//! throw-away `redis-server` instances on free loopback ports.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free loopback port (bound then released: a small race is accepted).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// `target/<profile>/entra-gateway`, next to this test's `deps/` directory.
+pub fn gateway_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = dir.join("entra-gateway");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run the tests with `cargo test --workspace` (it builds the gateway binary)",
+        bin.display()
+    );
+    bin
+}
+
+fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    false
+}
+
+/// A `redis-server` with no persistence, killed on drop.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        Self::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> RedisServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (apt-get install redis-server; .ci/run does it)");
+        assert!(
+            wait_for_port(port, Duration::from_secs(10)),
+            "redis-server did not start on {port}"
+        );
+        RedisServer {
+            child: Some(child),
+            port,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Runs `redis-cli` against this server and returns its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The real gateway binary, started with a config file, killed on drop.
+pub struct GatewayProcess {
+    child: Option<Child>,
+    pub port: u16,
+    pub metrics_port: u16,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl GatewayProcess {
+    pub async fn start(yaml: &str, port: u16, metrics_port: u16) -> GatewayProcess {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("gateway.yaml");
+        std::fs::write(&config, yaml).expect("write config");
+        let args = vec![
+            "run".to_string(),
+            "--config".to_string(),
+            config.display().to_string(),
+        ];
+        Self::launch(args, port, metrics_port, dir).await
+    }
+
+    /// `entra-gateway demo --listen 127.0.0.1:<port>`.
+    pub async fn demo(port: u16) -> GatewayProcess {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let args = vec![
+            "demo".to_string(),
+            "--listen".to_string(),
+            format!("127.0.0.1:{port}"),
+        ];
+        Self::launch(args, port, 0, dir).await
+    }
+
+    async fn launch(
+        args: Vec<String>,
+        port: u16,
+        metrics_port: u16,
+        dir: tempfile::TempDir,
+    ) -> GatewayProcess {
+        let log = dir.path().join("gateway.log");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(gateway_bin())
+            .args(&args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("gateway starts");
+        let mut g = GatewayProcess {
+            child: Some(child),
+            port,
+            metrics_port,
+            log,
+            _dir: dir,
+        };
+        g.wait_healthy().await;
+        g
+    }
+
+    async fn wait_healthy(&mut self) {
+        let start = Instant::now();
+        let url = format!("http://127.0.0.1:{}/healthz", self.port);
+        while start.elapsed() < Duration::from_secs(30) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("gateway exited with {status}:\n{}", self.logs());
+            }
+            if let Ok(r) = reqwest::get(&url).await
+                && r.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("gateway not healthy after 30 s:\n{}", self.logs());
+    }
+
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

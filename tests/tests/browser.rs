@@ -1,0 +1,136 @@
+//! A real browser (Debian's headless Chromium through chromedriver) signs in
+//! through `entra-gateway demo` with the mock Entra's login form.
+
+use e2e::*;
+use fantoccini::{ClientBuilder, Locator};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+struct Driver(std::process::Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn artifacts() -> std::path::PathBuf {
+    let d = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("artifacts");
+    std::fs::create_dir_all(&d).expect("artifacts dir");
+    d
+}
+
+async fn chromium() -> (Driver, fantoccini::Client) {
+    let port = free_port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect(
+            "chromedriver is installed (apt-get install chromium chromium-driver; .ci/run does it)",
+        );
+    let driver = Driver(child);
+    let profile = tempfile::tempdir().expect("profile").keep();
+    let caps: serde_json::Map<String, serde_json::Value> = serde_json::from_value(serde_json::json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--disable-dev-shm-usage", "--window-size=1100,800", format!("--user-data-dir={}", profile.display())]
+        }
+    }))
+    .unwrap();
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let mut last = None;
+    for _ in 0..100 {
+        match ClientBuilder::new(connector.clone())
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(c) => return (driver, c),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not start: {last:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chromium_signs_in_through_the_demo() {
+    let port = free_port();
+    let _demo = GatewayProcess::demo(port).await;
+    let (_driver, c) = chromium().await;
+    let base = format!("http://127.0.0.1:{port}");
+    c.goto(&format!("{base}/tickets"))
+        .await
+        .expect("open the demo");
+
+    // The mock Entra's login form: type the account, press Next.
+    let field = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("i0116"))
+        .await
+        .expect("login form");
+    field.send_keys("alice@contoso.example").await.unwrap();
+    c.find(Locator::Id("idSIButton9"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // form_post back to the gateway, then the demo app with the user's name.
+    let greeting = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("greeting"))
+        .await
+        .expect("demo app page");
+    assert_eq!(greeting.text().await.unwrap(), "Hello, Alice Agent");
+    let url = c.current_url().await.unwrap();
+    assert_eq!(
+        url.as_str(),
+        format!("{base}/tickets"),
+        "back where the browser started"
+    );
+    let body = c
+        .find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        body.contains("which it verified"),
+        "the app verified the assertion: {body}"
+    );
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(artifacts().join("demo-signed-in.png"), png).unwrap();
+
+    // Signing out (a same-origin link) ends at the signed-out page.
+    c.find(Locator::LinkText("Sign out"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let h1 = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("h1"))
+        .await
+        .unwrap();
+    assert_eq!(h1.text().await.unwrap(), "You are signed out");
+    c.goto(&format!("{base}/tickets")).await.unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("i0116"))
+        .await
+        .expect("signed out: login form again");
+    c.close().await.unwrap();
+}
