@@ -292,6 +292,7 @@ async fn several_logins_in_one_browser_each_complete_and_login_cookies_are_bound
     );
     assert_eq!(logins(&b), 0, "completed logins clear their cookies");
 
+    let b = h.browser();
     for i in 0..12 {
         b.begin_login(&format!("/tab{i}")).await;
         assert!(

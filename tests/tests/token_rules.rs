@@ -375,6 +375,9 @@ async fn token_without_kid_is_accepted_only_with_a_single_key() {
     let fresh = Harness::start(Options::default()).await;
     fresh.entra.rotate_keys(TENANT);
     let b = fresh.browser();
+    // A token under the new kid makes the gateway load the two-key set.
+    assert_eq!(attempt(&fresh, &b, |_| {}).await.status, 303);
+    let b = fresh.browser();
     let r = attempt(&fresh, &b, |s| s.signing = Signing::NoKid).await;
     assert_refused(&b, &r, "ambiguous_key").await;
 }

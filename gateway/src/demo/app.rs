@@ -34,7 +34,8 @@ pub async fn start(cfg: DemoAppConfig, addr: SocketAddr) -> std::io::Result<Sock
         http: reqwest::Client::new(),
         jwks: Mutex::new(None),
     });
-    let router = Router::new().fallback(handle).with_state(inner);
+    // Uploads of any size pass through the gateway; the demo app takes them all.
+    let router = Router::new().fallback(handle).layer(axum::extract::DefaultBodyLimit::disable()).with_state(inner);
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });
