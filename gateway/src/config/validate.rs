@@ -166,13 +166,14 @@ pub fn validate(raw: RawConfig, env: Env<'_>) -> Result<Config, Vec<ConfigError>
     let directory = directory(&mut cx, raw.directory);
     let routes = routes(&mut cx, raw.routes);
 
-    if let Some(e) = &entra {
-        if e.tenant_type == TenantType::Multi && sso.auto_create_unmatched_users {
-            cx.err(
-                "sso.auto_create_unmatched_users",
-                "only allowed with entra.tenant_type: single (any tenant could create users)",
-            );
-        }
+    if let Some(e) = &entra
+        && e.tenant_type == TenantType::Multi
+        && sso.auto_create_unmatched_users
+    {
+        cx.err(
+            "sso.auto_create_unmatched_users",
+            "only allowed with entra.tenant_type: single (any tenant could create users)",
+        );
     }
 
     match entra {

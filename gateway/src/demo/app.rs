@@ -35,7 +35,10 @@ pub async fn start(cfg: DemoAppConfig, addr: SocketAddr) -> std::io::Result<Sock
         jwks: Mutex::new(None),
     });
     // Uploads of any size pass through the gateway; the demo app takes them all.
-    let router = Router::new().fallback(handle).layer(axum::extract::DefaultBodyLimit::disable()).with_state(inner);
+    let router = Router::new()
+        .fallback(handle)
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(inner);
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });

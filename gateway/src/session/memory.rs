@@ -18,7 +18,7 @@ impl Inner {
     /// bounded by what is live.
     fn sweep(&mut self) {
         self.writes += 1;
-        if self.writes % 1024 == 0 {
+        if self.writes.is_multiple_of(1024) {
             let now = Instant::now();
             self.sessions.retain(|_, (_, exp)| *exp > now);
             self.logins.retain(|_, (_, exp)| *exp > now);
