@@ -302,3 +302,55 @@ async fn several_logins_in_one_browser_each_complete_and_login_cookies_are_bound
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_secret_reaches_the_log() {
+    let h = Harness::start(Options {
+        flow: Flow::Code,
+        ..Options::default()
+    })
+    .await;
+    let b = h.browser();
+    let a = b.begin_login("/").await;
+    let login_cookie = b
+        .cookie_names()
+        .into_iter()
+        .find(|n| n.starts_with("entra_gw_login_"))
+        .and_then(|n| b.cookie(&n))
+        .unwrap();
+    let fp = b.idp_sign_in(&a, "alice@contoso.example").await;
+    assert_eq!(b.deliver(&fp).await.status, 303);
+    let session = b.cookie("entra_gw_agent").unwrap();
+    // A refused attempt is logged too.
+    let b2 = h.browser();
+    let a2 = b2.begin_login("/").await;
+    let bad = FormPost {
+        action: a2.param("redirect_uri").unwrap().into(),
+        fields: vec![
+            ("state".into(), a2.param("state").unwrap().into()),
+            ("code".into(), "forged-code-value-123".into()),
+        ],
+    };
+    assert_eq!(b2.deliver(&bad).await.status, 400);
+    b.get("/auth/logout").await;
+
+    let log = h.gateway.logs();
+    assert!(log.contains("signin"), "sign-ins are logged:\n{log}");
+    assert!(
+        log.contains("code_exchange_failed"),
+        "the refusal is logged with its reason:\n{log}"
+    );
+    let login_secret = login_cookie.split_once('.').unwrap().1.to_string();
+    for (what, secret) in [
+        ("session id", session.as_str()),
+        ("state", a.param("state").unwrap()),
+        ("nonce", a.param("nonce").unwrap()),
+        ("login binding", login_secret.as_str()),
+        ("code", fp.get("code").unwrap()),
+        ("forged code", "forged-code-value-123"),
+        ("client secret", CLIENT_SECRET),
+    ] {
+        assert!(!log.contains(secret), "the {what} was logged:\n{log}");
+    }
+    assert!(!log.contains("eyJ"), "no JWT was logged");
+}

@@ -1,6 +1,7 @@
 //! The embedded store of a single instance.
 
 use super::*;
+use crate::metrics::METRICS;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -59,6 +60,7 @@ impl Store for MemoryStore {
         g.sweep();
         g.sessions
             .insert(id.clone(), (s.clone(), Instant::now() + ttl));
+        METRICS.sessions_active.set(g.sessions.len() as i64);
         Ok(())
     }
 
@@ -75,7 +77,9 @@ impl Store for MemoryStore {
     }
 
     async fn delete_session(&self, id: &SessionId) -> Result<(), StoreError> {
-        self.lock().sessions.remove(id);
+        let mut g = self.lock();
+        g.sessions.remove(id);
+        METRICS.sessions_active.set(g.sessions.len() as i64);
         Ok(())
     }
 
@@ -116,5 +120,81 @@ impl Store for MemoryStore {
 
     fn kind(&self) -> &'static str {
         "memory"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(now: i64) -> Session {
+        Session {
+            portal: "agent".into(),
+            portal_kind: "agent".into(),
+            tid: "t".into(),
+            oid: "o".into(),
+            sub: "s".into(),
+            issuer: "i".into(),
+            name: None,
+            email: None,
+            sid: None,
+            login_hint: None,
+            user_key: "t:o".into(),
+            client: None,
+            created_at: now,
+            last_seen: now,
+            absolute_expiry: now + 100,
+            idle_timeout_secs: 30,
+            remember_me: false,
+            csrf: "c".into(),
+            new_user: false,
+        }
+    }
+
+    #[test]
+    fn idle_and_absolute_timeouts() {
+        let s = session(1000);
+        assert_eq!(s.ttl_at(1000), 30, "idle bound first");
+        assert!(s.is_live(1029) && !s.is_live(1030));
+        let mut used = s.clone();
+        used.last_seen = 1090;
+        assert_eq!(used.ttl_at(1090), 10, "absolute bound wins near the end");
+        assert!(!used.is_live(1100));
+    }
+
+    #[tokio::test]
+    async fn entries_expire_and_logins_work_once() {
+        let store = MemoryStore::new();
+        let id = SessionId::generate();
+        store
+            .put_session(&id, &session(0), Duration::from_millis(50))
+            .await
+            .unwrap();
+        assert!(store.get_session(&id).await.unwrap().is_some());
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert!(
+            store.get_session(&id).await.unwrap().is_none(),
+            "expired by TTL"
+        );
+
+        let rec = LoginRecord {
+            portal: "agent".into(),
+            nonce: "n".into(),
+            binding: "b".into(),
+            pkce_verifier: None,
+            return_to: "/".into(),
+            remember_me: false,
+            tenant: None,
+            client: None,
+            started_at: 0,
+        };
+        store
+            .put_login("st", &rec, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(store.take_login("st").await.unwrap(), Some(rec));
+        assert_eq!(store.take_login("st").await.unwrap(), None, "single use");
+        assert_eq!(store.get_or_init("k", "first").await.unwrap(), "first");
+        assert_eq!(store.get_or_init("k", "second").await.unwrap(), "first");
     }
 }
