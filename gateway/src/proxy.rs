@@ -135,7 +135,7 @@ impl ProxyHttp for GatewayProxy {
             || (ctx.trusted_peer
                 && header(req, "x-forwarded-proto")
                     .is_some_and(|p| p.eq_ignore_ascii_case("https")));
-        let nav = auth::is_navigation(&to_http(req, Bytes::new()));
+        let nav = auth::navigation(&req.method, &req.headers);
 
         // Health and key endpoints answer on any host.
         let path = req.uri.path().to_string();

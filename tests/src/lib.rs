@@ -80,6 +80,24 @@ impl Default for Options {
     }
 }
 
+/// The mock Entra of the tests: two tenants, the test users, one app
+/// registration whose redirect URIs are both portals' under `portal_url`.
+pub fn mock_config(portal_url: &str) -> MockEntraConfig {
+    MockEntraConfig {
+        tenants: vec![TENANT.into(), OTHER_TENANT.into()],
+        users: users(),
+        apps: vec![MockApp {
+            client_id: CLIENT_ID.into(),
+            secret: Some(CLIENT_SECRET.into()),
+            redirect_uris: vec![
+                format!("{portal_url}/auth/account/azureresponse"),
+                format!("{portal_url}/portal/auth/account/azureresponse"),
+            ],
+        }],
+        ..Default::default()
+    }
+}
+
 /// One gateway in front of the verifying app, against the mock Entra.
 pub struct Harness {
     pub entra: MockEntra,
@@ -104,18 +122,7 @@ impl Harness {
         };
         let portal_url = format!("{scheme}://127.0.0.1:{port}");
         let entra = MockEntra::start(
-            MockEntraConfig {
-                tenants: vec![TENANT.into(), OTHER_TENANT.into()],
-                users: users(),
-                apps: vec![MockApp {
-                    client_id: CLIENT_ID.into(),
-                    secret: Some(CLIENT_SECRET.into()),
-                    redirect_uris: vec![
-                        format!("{portal_url}/auth/account/azureresponse"),
-                        format!("{portal_url}/portal/auth/account/azureresponse"),
-                    ],
-                }],
-            },
+            mock_config(&portal_url),
             "127.0.0.1:0".parse().expect("addr"),
         )
         .await

@@ -354,3 +354,24 @@ async fn nothing_secret_reaches_the_log() {
     }
     assert!(!log.contains("eyJ"), "no JWT was logged");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_sign_in_issues_a_new_session_id() {
+    let h = Harness::start(Options::default()).await;
+    let b = h.signed_in("alice@contoso.example").await;
+    let first = b.cookie("entra_gw_agent").unwrap();
+    let landed = b
+        .sign_in("/auth/login?rd=%2Fagain", "alice@contoso.example")
+        .await;
+    assert_eq!(landed, "/again");
+    let second = b.cookie("entra_gw_agent").unwrap();
+    assert_ne!(first, second, "fresh id at every sign-in");
+    assert_eq!(b.whoami().await.status, 200);
+    let old = h.browser();
+    old.set_cookie("entra_gw_agent", &first);
+    assert_eq!(
+        old.whoami().await.status,
+        401,
+        "the previous session of that browser ended"
+    );
+}

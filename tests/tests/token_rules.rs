@@ -457,3 +457,8 @@ async fn garbage_callbacks_get_4xx_never_5xx() {
     let r = b.deliver(&fp).await;
     assert_refused(&b, &r, "token_malformed").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_offered_by_the_token_itself_are_never_followed() {
+    refused_with(|s| s.signing = Signing::EmbeddedKey, "unknown_kid").await;
+}

@@ -23,10 +23,14 @@ pub struct RequestContext {
 }
 
 pub fn is_navigation(req: &Request<Bytes>) -> bool {
-    let h = req.headers();
+    navigation(req.method(), req.headers())
+}
+
+/// Whether a request is a top-level browser navigation (see `policy::access`).
+pub fn navigation(method: &Method, h: &http::HeaderMap) -> bool {
     let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
     is_browser_navigation(&RequestTraits {
-        method: req.method().as_str(),
+        method: method.as_str(),
         sec_fetch_mode: get("sec-fetch-mode"),
         accept: get("accept"),
         x_requested_with: h.contains_key("x-requested-with"),

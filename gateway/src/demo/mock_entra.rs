@@ -46,6 +46,9 @@ pub struct MockEntraConfig {
     pub tenants: Vec<String>,
     pub users: Vec<MockUser>,
     pub apps: Vec<MockApp>,
+    /// Fields replaced in every discovery document (to test a gateway
+    /// that must refuse a tampered one).
+    pub discovery_overrides: Map<String, Value>,
 }
 
 struct SigningKey {
@@ -122,6 +125,9 @@ pub enum Signing {
     NoKid,
     /// The active key with a `crit` header.
     Crit,
+    /// A key not in the JWKS, offered in the token itself (`jwk`) and by URL
+    /// (`jku`, `x5u`): what an attacker sends hoping the verifier follows it.
+    EmbeddedKey,
 }
 
 /// A token to mint: defaults are a good token for the user; set `claims`
@@ -351,50 +357,62 @@ impl Inner {
         let claims = Value::Object(c);
         let keys = self.keys.lock().expect("lock");
         let active = keys.get(&user.tenant).and_then(|v| v.first());
-        let rs256 = |kid: Option<String>, key: &EncodingKey, extra: Option<(&str, Value)>| {
+        let rs256 = |kid: Option<String>, key: &EncodingKey, extra: &[(&str, Value)]| {
             let mut h = Header::new(Algorithm::RS256);
             h.kid = kid;
             h.typ = Some("JWT".into());
             let jwt = jsonwebtoken::encode(&h, &claims, key).expect("RS256 signs");
-            match extra {
-                None => jwt,
-                Some((name, value)) => {
-                    // Re-sign with an extra header field jsonwebtoken does not model.
-                    let mut parts = jwt.split('.');
-                    let head = parts.next().unwrap_or_default();
-                    let mut hv: Value =
-                        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(head).unwrap_or_default())
-                            .unwrap_or(json!({}));
-                    hv[name] = value;
-                    let signing_input = format!(
-                        "{}.{}",
-                        URL_SAFE_NO_PAD.encode(hv.to_string()),
-                        parts.next().unwrap_or_default()
-                    );
-                    let sig =
-                        jsonwebtoken::crypto::sign(signing_input.as_bytes(), key, Algorithm::RS256)
-                            .expect("sign");
-                    format!("{signing_input}.{sig}")
-                }
+            if extra.is_empty() {
+                return jwt;
             }
+            // Re-sign with header fields jsonwebtoken does not model.
+            let mut parts = jwt.split('.');
+            let head = parts.next().unwrap_or_default();
+            let mut hv: Value =
+                serde_json::from_slice(&URL_SAFE_NO_PAD.decode(head).unwrap_or_default())
+                    .unwrap_or(json!({}));
+            for (name, value) in extra {
+                hv[*name] = value.clone();
+            }
+            let signing_input = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(hv.to_string()),
+                parts.next().unwrap_or_default()
+            );
+            let sig = jsonwebtoken::crypto::sign(signing_input.as_bytes(), key, Algorithm::RS256)
+                .expect("sign");
+            format!("{signing_input}.{sig}")
         };
         match signing {
             Signing::Active => {
                 let k = active.expect("tenant has a key");
-                rs256(Some(k.kid.clone()), &k.enc, None)
+                rs256(Some(k.kid.clone()), &k.enc, &[])
             }
-            Signing::NoKid => rs256(None, &active.expect("key").enc, None),
+            Signing::NoKid => rs256(None, &active.expect("key").enc, &[]),
             Signing::Crit => {
                 let k = active.expect("key");
-                rs256(Some(k.kid.clone()), &k.enc, Some(("crit", json!(["exp"]))))
+                rs256(Some(k.kid.clone()), &k.enc, &[("crit", json!(["exp"]))])
+            }
+            Signing::EmbeddedKey => {
+                let k = new_signing_key("attacker");
+                let url = format!("{}/attacker/keys", self.base);
+                rs256(
+                    Some(k.kid.clone()),
+                    &k.enc,
+                    &[
+                        ("jwk", k.jwk.clone()),
+                        ("jku", json!(url)),
+                        ("x5u", json!(url)),
+                    ],
+                )
             }
             Signing::UnknownKid => {
                 let k = new_signing_key("unused");
-                rs256(Some(k.kid.clone()), &k.enc, None)
+                rs256(Some(k.kid.clone()), &k.enc, &[])
             }
             Signing::WrongKey => {
                 let k = new_signing_key("unused");
-                rs256(Some(active.expect("key").kid.clone()), &k.enc, None)
+                rs256(Some(active.expect("key").kid.clone()), &k.enc, &[])
             }
             Signing::None => {
                 let head =
@@ -436,7 +454,7 @@ async fn discovery(State(s): State<Arc<Inner>>, Path(tenant): Path<String>) -> R
         }
     };
     let b = &s.base;
-    axum::Json(json!({
+    let mut doc = json!({
         "token_endpoint": format!("{b}/{tenant}/oauth2/v2.0/token"),
         "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
         "jwks_uri": format!("{b}/{tenant}/discovery/v2.0/keys"),
@@ -460,8 +478,11 @@ async fn discovery(State(s): State<Arc<Inner>>, Path(tenant): Path<String>) -> R
         "cloud_graph_host_name": "graph.windows.net",
         "msgraph_host": "graph.microsoft.com",
         "rbac_url": "https://pas.windows.net"
-    }))
-    .into_response()
+    });
+    for (k, v) in &s.config.discovery_overrides {
+        doc[k] = v.clone();
+    }
+    axum::Json(doc).into_response()
 }
 
 async fn jwks(State(s): State<Arc<Inner>>, Path(tenant): Path<String>) -> Response {

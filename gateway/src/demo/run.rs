@@ -55,6 +55,7 @@ pub fn run(opts: DemoOptions) -> Result<(), Box<dyn std::error::Error>> {
                         format!("{gw}/portal/auth/account/azureresponse"),
                     ],
                 }],
+                ..Default::default()
             },
             "127.0.0.1:0".parse().expect("static"),
         )
