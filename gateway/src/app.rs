@@ -1,16 +1,19 @@
 //! The shared state of a running gateway, and the operations on it that both
 //! the auth routes and the proxy use.
 
+use crate::config::TenantType;
 use crate::config::{Config, Portal};
+use crate::entra::csp;
 use crate::entra::discovery::DiscoveryDocument;
 use crate::entra::jwks::JwksCache;
 use crate::identity::AssertionSigner;
 use crate::metrics::METRICS;
 use crate::session::{Session, SessionId, Store, StoreError, now_unix};
+use policy::TenantId;
 use policy::portal::PortalRoute;
 use policy::tenants::TenantPolicy;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 /// How stale `last_seen` may get before a request writes it back: idle
@@ -27,9 +30,18 @@ pub struct App {
     pub http: reqwest::Client,
     pub jwks: JwksCache,
     pub metadata: DiscoveryDocument,
-    pub tenant_policy: TenantPolicy,
     pub signer: AssertionSigner,
     assertions: Mutex<HashMap<SessionId, (Arc<str>, i64)>>,
+    tenants: RwLock<Arc<TenantPolicy>>,
+    csp: Mutex<CspStatus>,
+}
+
+/// What the CSP sync last achieved (for readiness and `tenants sync`).
+#[derive(Debug, Clone, Default)]
+pub struct CspStatus {
+    pub tenants: Vec<TenantId>,
+    pub last_ok: Option<i64>,
+    pub last_error: Option<String>,
 }
 
 /// Everything the upstream request gets for a signed-in session.
@@ -48,7 +60,8 @@ impl App {
     ) -> Self {
         App {
             portal_routes: config.portal_routes(),
-            tenant_policy: config.entra.tenant_policy(),
+            tenants: RwLock::new(Arc::new(config.entra.tenant_policy(config.client_tenants()))),
+            csp: Mutex::new(CspStatus::default()),
             jwks: JwksCache::new(http.clone()),
             config,
             store,
@@ -61,6 +74,92 @@ impl App {
 
     pub fn portal(&self, i: usize) -> &Portal {
         &self.config.portals[i]
+    }
+
+    /// Who may sign in right now (static list, client tenants, CSP customers).
+    pub fn tenant_policy(&self) -> Arc<TenantPolicy> {
+        self.tenants.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn csp_status(&self) -> CspStatus {
+        self.csp.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_csp_tenants(&self, tenants: Vec<TenantId>) {
+        let c = &self.config;
+        let policy = c.entra.tenant_policy(c.client_tenants().chain(tenants.iter().cloned()));
+        *self.tenants.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
+        METRICS.csp_tenants.set(tenants.len() as i64);
+        self.csp.lock().unwrap_or_else(|p| p.into_inner()).tenants = tenants;
+    }
+
+    /// Runs the CSP sync once. Success replaces the shared list; failure
+    /// keeps the last good one (never emptied, never "allow all").
+    pub async fn csp_sync(&self) -> Result<csp::SyncResult, csp::CspError> {
+        let result = csp::fetch(&self.http, &self.config).await;
+        let now = now_unix();
+        match &result {
+            Ok(r) => {
+                METRICS.csp_syncs.with_label_values(&["ok"]).inc();
+                for s in &r.skipped {
+                    tracing::warn!(event = "csp_sync_skipped", customer_id = %s, "not a tenant GUID");
+                }
+                tracing::info!(
+                    event = "csp_sync",
+                    result = "ok",
+                    tenants = r.tenants.len(),
+                    skipped = r.skipped.len()
+                );
+                let _ = self
+                    .store_op(
+                        "put_value",
+                        self.store.put_value(csp::STORE_KEY, &csp::encode(&r.tenants)),
+                    )
+                    .await;
+                self.set_csp_tenants(r.tenants.clone());
+                let mut st = self.csp.lock().unwrap_or_else(|p| p.into_inner());
+                st.last_ok = Some(now);
+                st.last_error = None;
+            }
+            Err(e) => {
+                METRICS.csp_syncs.with_label_values(&["error"]).inc();
+                tracing::warn!(event = "csp_sync", result = "error", error = %e, "keeping the last good tenant list");
+                self.csp.lock().unwrap_or_else(|p| p.into_inner()).last_error = Some(e.to_string());
+            }
+        }
+        result
+    }
+
+    /// Picks up the list another instance synced.
+    pub async fn csp_refresh_from_store(&self) {
+        if let Ok(Some(v)) = self.store_op("get_value", self.store.get_value(csp::STORE_KEY)).await {
+            let list = csp::decode(&v);
+            if list != self.csp_status().tenants {
+                self.set_csp_tenants(list);
+            }
+        }
+    }
+
+    /// A tenant-specific URL from the authority's: `/organizations/` (multi)
+    /// becomes `/<tid>/`, as Entra's endpoints are uniform per tenant.
+    pub fn for_tenant(&self, url: &str, tid: &TenantId) -> String {
+        if self.config.entra.tenant_type == TenantType::Single {
+            return url.to_string();
+        }
+        match url::Url::parse(url) {
+            Ok(mut u) => {
+                let segs: Vec<String> = u
+                    .path_segments()
+                    .map(|s| s.map(str::to_string).collect())
+                    .unwrap_or_default();
+                if segs.first().map(String::as_str) == Some("organizations") {
+                    let rest = segs[1..].join("/");
+                    u.set_path(&format!("/{tid}/{rest}"));
+                }
+                u.to_string()
+            }
+            Err(_) => url.to_string(),
+        }
     }
 
     /// Seconds a new session lives without use.
@@ -95,10 +194,7 @@ impl App {
                 .inc();
             return Ok(None);
         };
-        let Some(mut s) = self
-            .store_op("get_session", self.store.get_session(&id))
-            .await?
-        else {
+        let Some(mut s) = self.store_op("get_session", self.store.get_session(&id)).await? else {
             return Ok(None);
         };
         let now = now_unix();
@@ -140,9 +236,6 @@ impl App {
     }
 
     pub fn forget_assertion(&self, id: &SessionId) {
-        self.assertions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        self.assertions.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
     }
 }

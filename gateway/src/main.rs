@@ -156,11 +156,14 @@ fn check_config(arg: &ConfigArg) -> ExitCode {
     println!("Register in the App Registration (Authentication > Web platform):");
     for p in &c.portals {
         println!("  portal {} ({}):", p.name, p.kind.as_str());
-        println!("    redirect URI:             {}", p.redirect_uri());
-        println!(
-            "    front-channel logout URL: {}",
-            p.frontchannel_logout_url()
-        );
+        for url in c.portal_urls(p) {
+            println!("    redirect URI:             {url}/auth/account/azureresponse");
+        }
+        println!("    front-channel logout URL: {}", p.frontchannel_logout_url());
+    }
+    if e.tenant_type == TenantType::Multi {
+        println!();
+        println!("Multi-tenant: set \"Supported account types\" to accounts in any organizational directory.");
     }
     let unsupported = server::unsupported_settings(&c);
     if !unsupported.is_empty() {
@@ -173,10 +176,35 @@ fn check_config(arg: &ConfigArg) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+fn tenants_sync(arg: &ConfigArg) -> ExitCode {
+    let c = match load(arg) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match server::tenants_sync(c) {
+        Ok(r) => {
+            println!("{} customer tenant(s) from Graph /contracts:", r.tenants.len());
+            for t in &r.tenants {
+                println!("  {t}");
+            }
+            for s in &r.skipped {
+                println!("skipped (not a tenant GUID): {s:?}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e @ server::StartError::Unsupported(_)) => {
+            eprintln!("entra-gateway: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("entra-gateway: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn not_yet(what: &str) -> ExitCode {
-    eprintln!(
-        "entra-gateway: `{what}` is not available in this version yet (see docs/configuration.md)"
-    );
+    eprintln!("entra-gateway: `{what}` is not available in this version yet (see docs/configuration.md)");
     ExitCode::from(1)
 }
 
@@ -202,15 +230,13 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Demo { listen } => {
-            match entra_gateway::demo::run(entra_gateway::demo::DemoOptions { listen }) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("entra-gateway demo: {e}");
-                    ExitCode::from(1)
-                }
+        Command::Demo { listen } => match entra_gateway::demo::run(entra_gateway::demo::DemoOptions { listen }) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("entra-gateway demo: {e}");
+                ExitCode::from(1)
             }
-        }
+        },
         Command::Directory {
             command: DirectoryCommand::Import { .. },
         } => not_yet("directory import"),
@@ -221,7 +247,7 @@ fn main() -> ExitCode {
             command: SessionsCommand::Revoke { .. },
         } => not_yet("sessions revoke"),
         Command::Tenants {
-            command: TenantsCommand::Sync(_),
-        } => not_yet("tenants sync"),
+            command: TenantsCommand::Sync(arg),
+        } => tenants_sync(&arg),
     }
 }

@@ -2,8 +2,7 @@
 //! (which `pingora-prometheus` serves on `server.metrics_listen`).
 
 use prometheus::{
-    HistogramVec, IntCounterVec, IntGauge, register_histogram_vec, register_int_counter_vec,
-    register_int_gauge,
+    HistogramVec, IntCounterVec, IntGauge, register_histogram_vec, register_int_counter_vec, register_int_gauge,
 };
 use std::sync::LazyLock;
 
@@ -18,6 +17,8 @@ pub struct Metrics {
     pub jwks_refreshes: IntCounterVec,
     pub upstream_latency: HistogramVec,
     pub bad_requests: IntCounterVec,
+    pub csp_syncs: IntCounterVec,
+    pub csp_tenants: IntGauge,
 }
 
 fn build() -> Metrics {
@@ -87,6 +88,14 @@ fn build() -> Metrics {
             &["reason"]
         )
         .expect("register"),
+        csp_syncs: register_int_counter_vec!(
+            "entra_gateway_csp_syncs_total",
+            "CSP tenant syncs by result",
+            &["result"]
+        )
+        .expect("register"),
+        csp_tenants: register_int_gauge!("entra_gateway_csp_tenants", "Tenants allowed through the CSP sync")
+            .expect("register"),
     }
 }
 

@@ -87,6 +87,18 @@ impl GatewayProxy {
     }
 
     async fn ready(&self) -> Resp {
+        let csp = &self.app.config.entra.csp_sync;
+        // A failing CSP sync degrades (the last good list stays in force);
+        // it does not take the instance out of rotation.
+        if csp.enabled
+            && let Some(err) = self.app.csp_status().last_error
+            && self.app.store.ping().await.is_ok()
+        {
+            return respond::json(
+                200,
+                &serde_json::json!({ "status": "degraded", "store": "ok", "entra_metadata": "ok", "csp_sync": err }),
+            );
+        }
         match self.app.store.ping().await {
             Ok(()) => respond::json(
                 200,
@@ -122,19 +134,14 @@ impl ProxyHttp for GatewayProxy {
     {
         let app = &self.app;
         let cfg = &app.config;
-        ctx.client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         ctx.trusted_peer = ctx
             .client_ip
             .is_some_and(|ip| cfg.server.trusted_proxies.iter().any(|n| n.contains(&ip)));
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let req = session.req_header();
         ctx.https = tls
-            || (ctx.trusted_peer
-                && header(req, "x-forwarded-proto")
-                    .is_some_and(|p| p.eq_ignore_ascii_case("https")));
+            || (ctx.trusted_peer && header(req, "x-forwarded-proto").is_some_and(|p| p.eq_ignore_ascii_case("https")));
         let nav = auth::navigation(&req.method, &req.headers);
 
         // Health and key endpoints answer on any host.
@@ -164,12 +171,15 @@ impl ProxyHttp for GatewayProxy {
             .or_else(|| req.uri.authority().map(|a| a.to_string()))
             .unwrap_or_default();
         let authority = policy::portal::normalize_authority(&host, ctx.https);
-        let Some(pi) = policy::portal::resolve(&app.portal_routes, &authority, &path) else {
+        // A client's own host is an alias of every portal's host.
+        let client = policy::portal::resolve_client(cfg.clients.iter().map(|c| c.hosts.as_slice()), &authority);
+        let resolved = match client {
+            Some(_) => policy::portal::resolve_by_path(&app.portal_routes, &path),
+            None => policy::portal::resolve(&app.portal_routes, &authority, &path),
+        };
+        let Some(pi) = resolved else {
             ctx.outcome = "no_portal";
-            METRICS
-                .bad_requests
-                .with_label_values(&[Reason::NoPortal.code()])
-                .inc();
+            METRICS.bad_requests.with_label_values(&[Reason::NoPortal.code()]).inc();
             write(session, respond::refusal(Reason::NoPortal, None, None, nav)).await?;
             return Ok(true);
         };
@@ -177,7 +187,18 @@ impl ProxyHttp for GatewayProxy {
         let portal = app.portal(pi);
         let rel = policy::portal::relative_path(&portal.route, &path).to_string();
         let secure_cookies = cookies_secure(ctx.https, cfg.server.insecure_dev_cookies);
+        let portal_url = match client {
+            Some(_) => format!(
+                "{}://{}{}",
+                if portal.https { "https" } else { "http" },
+                policy::portal::bare_authority(&authority),
+                portal.route.path_prefix
+            ),
+            None => portal.url.clone(),
+        };
         let rcx = RequestContext {
+            client,
+            portal_url,
             portal: pi,
             secure_cookies,
             rel_path: rel.clone(),
@@ -186,10 +207,7 @@ impl ProxyHttp for GatewayProxy {
         if rel.starts_with("/auth/") {
             ctx.outcome = "auth";
             let Some(body) = Self::read_body(session).await? else {
-                METRICS
-                    .bad_requests
-                    .with_label_values(&["body_too_large"])
-                    .inc();
+                METRICS.bad_requests.with_label_values(&["body_too_large"]).inc();
                 let mut r = respond::json(413, &serde_json::json!({ "error": "body_too_large" }));
                 *r.status_mut() = http::StatusCode::PAYLOAD_TOO_LARGE;
                 write(session, r).await?;
@@ -266,25 +284,12 @@ impl ProxyHttp for GatewayProxy {
         }
     }
 
-    async fn upstream_peer(
-        &self,
-        _session: &mut Session_,
-        _ctx: &mut Ctx,
-    ) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, _session: &mut Session_, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let u = &self.app.config.upstream;
-        Ok(Box::new(HttpPeer::new(
-            u.address.as_str(),
-            u.tls,
-            u.sni.clone(),
-        )))
+        Ok(Box::new(HttpPeer::new(u.address.as_str(), u.tls, u.sni.clone())))
     }
 
-    async fn upstream_request_filter(
-        &self,
-        session: &mut Session_,
-        up: &mut RequestHeader,
-        ctx: &mut Ctx,
-    ) -> Result<()>
+    async fn upstream_request_filter(&self, session: &mut Session_, up: &mut RequestHeader, ctx: &mut Ctx) -> Result<()>
     where
         Self::CTX: Send + Sync,
     {
@@ -319,10 +324,7 @@ impl ProxyHttp for GatewayProxy {
             _ => client,
         };
         up.insert_header("x-forwarded-for", xff)?;
-        up.insert_header(
-            "x-forwarded-proto",
-            if ctx.https { "https" } else { "http" },
-        )?;
+        up.insert_header("x-forwarded-proto", if ctx.https { "https" } else { "http" })?;
         let fwd_host = match (ctx.trusted_peer, header(up, "x-forwarded-host")) {
             (true, Some(h)) => Some(h.to_string()),
             _ => header(session.req_header(), "host").map(str::to_string),
@@ -350,19 +352,11 @@ impl ProxyHttp for GatewayProxy {
         Ok(())
     }
 
-    async fn upstream_response_filter(
-        &self,
-        _s: &mut Session_,
-        _r: &mut ResponseHeader,
-        ctx: &mut Ctx,
-    ) -> Result<()>
+    async fn upstream_response_filter(&self, _s: &mut Session_, _r: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()>
     where
         Self::CTX: Send + Sync,
     {
-        let portal = ctx
-            .portal
-            .map(|p| self.app.portal(p).name.as_str())
-            .unwrap_or("");
+        let portal = ctx.portal.map(|p| self.app.portal(p).name.as_str()).unwrap_or("");
         METRICS
             .upstream_latency
             .with_label_values(&[portal])
@@ -374,16 +368,12 @@ impl ProxyHttp for GatewayProxy {
     where
         Self::CTX: Send + Sync,
     {
-        let portal = ctx
-            .portal
-            .map(|p| self.app.portal(p).name.as_str())
-            .unwrap_or("");
-        let outcome =
-            if e.is_some() && matches!(ctx.outcome, "forwarded" | "transparent" | "public") {
-                "upstream_error"
-            } else {
-                ctx.outcome
-            };
+        let portal = ctx.portal.map(|p| self.app.portal(p).name.as_str()).unwrap_or("");
+        let outcome = if e.is_some() && matches!(ctx.outcome, "forwarded" | "transparent" | "public") {
+            "upstream_error"
+        } else {
+            ctx.outcome
+        };
         METRICS.requests.with_label_values(&[portal, outcome]).inc();
     }
 }

@@ -16,10 +16,7 @@ fn base(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Resp
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     // Nothing the gateway says about a login may be cached or framed.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     r
 }
 
@@ -85,12 +82,7 @@ pub fn expired_cookie(name: String, secure: bool) -> Cookie<'static> {
 
 /// The refusal answer of SPEC §6: a page for a browser navigation, JSON
 /// otherwise, with the reason code in both; never a redirect.
-pub fn refusal(
-    reason: Reason,
-    detail: Option<&str>,
-    portal: Option<&Portal>,
-    navigation: bool,
-) -> Resp {
+pub fn refusal(reason: Reason, detail: Option<&str>, portal: Option<&Portal>, navigation: bool) -> Resp {
     let status = reason.status();
     if !navigation {
         return json(
@@ -132,8 +124,5 @@ pub fn request_cookies(headers: &http::HeaderMap) -> Vec<(String, String)> {
 }
 
 pub fn find_cookie<'a>(cookies: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    cookies
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
+    cookies.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }

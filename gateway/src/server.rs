@@ -2,7 +2,7 @@
 //! control runtime, then Pingora's own server, which owns `main`'s thread.
 
 use crate::app::App;
-use crate::config::{Config, StoreConfig, TenantType, TwoFactorRequired};
+use crate::config::{Config, StoreConfig, TwoFactorRequired};
 use crate::entra::{self, discovery};
 use crate::identity::AssertionSigner;
 use crate::identity::signer::generate_pem;
@@ -32,15 +32,6 @@ pub enum StartError {
 /// for, so `run` refuses instead (check-config only reports them).
 pub fn unsupported_settings(c: &Config) -> Vec<String> {
     let mut v = Vec::new();
-    if c.entra.tenant_type == TenantType::Multi {
-        v.push("entra.tenant_type: multi".to_string());
-    }
-    if c.entra.csp_sync.enabled {
-        v.push("entra.csp_sync.enabled".to_string());
-    }
-    if !c.clients.is_empty() {
-        v.push("clients".to_string());
-    }
     if !matches!(c.directory, crate::config::Directory::Open) {
         v.push("directory.kind other than open".to_string());
     }
@@ -50,9 +41,7 @@ pub fn unsupported_settings(c: &Config) -> Vec<String> {
     if let StoreConfig::Redis { urls } = &c.session.store
         && (urls.len() != 1 || !urls[0].starts_with("redis://"))
     {
-        v.push(
-            "session.redis_url other than one redis:// URL (Sentinel, Cluster, TLS)".to_string(),
-        );
+        v.push("session.redis_url other than one redis:// URL (Sentinel, Cluster, TLS)".to_string());
     }
     v
 }
@@ -83,18 +72,14 @@ async fn connect_store(c: &Config) -> Result<Arc<dyn Store>, StartError> {
 /// Fetches discovery, retrying briefly on network errors (a gateway started
 /// together with its network should not crash-loop) but never on a document
 /// that fails the checks.
-async fn load_metadata(
-    http: &reqwest::Client,
-    c: &Config,
-) -> Result<discovery::DiscoveryDocument, StartError> {
+async fn load_metadata(http: &reqwest::Client, c: &Config) -> Result<discovery::DiscoveryDocument, StartError> {
     let mut delay = Duration::from_millis(200);
     for attempt in 1.. {
         match discovery::fetch(http, &c.entra).await {
             Ok(doc) => return Ok(doc),
-            Err(
-                e @ (discovery::DiscoveryError::Fetch { .. }
-                | discovery::DiscoveryError::Status { .. }),
-            ) if attempt < 6 => {
+            Err(e @ (discovery::DiscoveryError::Fetch { .. } | discovery::DiscoveryError::Status { .. }))
+                if attempt < 6 =>
+            {
                 tracing::warn!(event = "discovery_retry", attempt, error = %e);
                 tokio::time::sleep(delay).await;
                 delay *= 2;
@@ -107,8 +92,9 @@ async fn load_metadata(
 
 async fn load_signer(c: &Config, store: &dyn Store) -> Result<AssertionSigner, StartError> {
     let pem = match &c.identity.signing_key {
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| StartError::SigningKey(format!("{}: {e}", path.display())))?,
+        Some(path) => {
+            std::fs::read_to_string(path).map_err(|e| StartError::SigningKey(format!("{}: {e}", path.display())))?
+        }
         // Shared through the store so every instance signs with one key.
         None => {
             let candidate = generate_pem().map_err(|e| StartError::SigningKey(e.to_string()))?;
@@ -128,11 +114,60 @@ pub async fn build_app(config: Config) -> Result<Arc<App>, StartError> {
     let metadata = load_metadata(&http, &config).await?;
     let signer = load_signer(&config, store.as_ref()).await?;
     let app = Arc::new(App::new(config, store, http, metadata, signer));
-    if let Err(e) = app.jwks.refresh(&app.metadata.jwks_uri).await {
+    // Multi-tenant keys are fetched per token tenant, once it is allowed.
+    if app.config.entra.tenant_type == crate::config::TenantType::Single
+        && let Err(e) = app.jwks.refresh(&app.metadata.jwks_uri).await
+    {
         // Not fatal: the first sign-in fetches again.
         tracing::warn!(event = "jwks_initial_fetch_failed", error = %e);
     }
     Ok(app)
+}
+
+/// The CSP sync: one instance (holding the lease) asks Graph every
+/// interval; every instance picks the shared list up from the store.
+async fn csp_loop(app: Arc<App>) {
+    let interval = app.config.entra.csp_sync.interval;
+    let poll = Duration::from_secs(30).min(interval);
+    let mut next_sync = tokio::time::Instant::now();
+    loop {
+        app.csp_refresh_from_store().await;
+        if tokio::time::Instant::now() >= next_sync {
+            let lease = interval
+                .saturating_sub(Duration::from_secs(5))
+                .max(Duration::from_secs(1));
+            if let Ok(true) = app.store.try_lease("csp_sync", lease).await {
+                let _ = app.csp_sync().await;
+            }
+            next_sync = tokio::time::Instant::now() + interval;
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// `entra-gateway tenants sync`: one sync, written to the store every
+/// instance reads.
+pub fn tenants_sync(config: Config) -> Result<crate::entra::csp::SyncResult, StartError> {
+    if !config.entra.csp_sync.enabled {
+        return Err(StartError::Unsupported(
+            "entra.csp_sync.enabled is false in this configuration".into(),
+        ));
+    }
+    let rt = control_runtime()?;
+    rt.block_on(async {
+        let store = connect_store(&config).await?;
+        let result = crate::entra::csp::fetch(&entra::http_client(), &config)
+            .await
+            .map_err(|e| StartError::Runtime(format!("CSP sync failed (the stored list is unchanged): {e}")))?;
+        store
+            .put_value(
+                crate::entra::csp::STORE_KEY,
+                &crate::entra::csp::encode(&result.tenants),
+            )
+            .await
+            .map_err(|e| StartError::Store(e.to_string()))?;
+        Ok(result)
+    })
 }
 
 /// Serves until SIGTERM/SIGINT. Never returns on success.
@@ -154,11 +189,17 @@ pub fn run(config: Config) -> Result<(), StartError> {
         tick.tick().await;
         loop {
             tick.tick().await;
-            if let Err(e) = bg.jwks.refresh(&bg.metadata.jwks_uri).await {
-                tracing::warn!(event = "jwks_refresh_failed", error = %e);
+            for uri in bg.jwks.known_uris() {
+                if let Err(e) = bg.jwks.refresh(&uri).await {
+                    tracing::warn!(event = "jwks_refresh_failed", error = %e);
+                }
             }
         }
     });
+
+    if app.config.entra.csp_sync.enabled {
+        rt.spawn(csp_loop(app.clone()));
+    }
 
     let c = &app.config;
     let conf = ServerConf {

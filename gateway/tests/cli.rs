@@ -33,10 +33,7 @@ fn check_config_passes_on_the_example_and_prints_what_to_register() {
         "front-channel logout URL: https://halo.example.com/auth/account/frontchannel-logout",
         "front-channel logout URL: https://halo.example.com/portal/auth/account/frontchannel-logout",
     ] {
-        assert!(
-            stdout.contains(expected),
-            "missing {expected:?} in\n{stdout}"
-        );
+        assert!(stdout.contains(expected), "missing {expected:?} in\n{stdout}");
     }
 }
 
@@ -59,12 +56,7 @@ unknown_top: true
 "#,
     )
     .unwrap();
-    let out = bin()
-        .arg("check-config")
-        .arg("--config")
-        .arg(&f)
-        .output()
-        .unwrap();
+    let out = bin().arg("check-config").arg("--config").arg(&f).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     for path in [
@@ -98,12 +90,7 @@ fn unreadable_or_unparsable_files_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("x.yaml");
     std::fs::write(&f, "server: [unclosed").unwrap();
-    let out = bin()
-        .arg("check-config")
-        .arg("--config")
-        .arg(&f)
-        .output()
-        .unwrap();
+    let out = bin().arg("check-config").arg("--config").arg(&f).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -117,12 +104,7 @@ fn run_refuses_settings_this_version_does_not_implement() {
     );
     std::fs::write(&f, text).unwrap();
     let out = bin().arg("run").arg("--config").arg(&f).output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("entra.tenant_type: multi"));
 }
 

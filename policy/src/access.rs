@@ -34,12 +34,7 @@ pub enum Access {
     Unauthorized,
 }
 
-pub fn decide(
-    sso_enabled: bool,
-    public_route: bool,
-    has_session: bool,
-    navigation: bool,
-) -> Access {
+pub fn decide(sso_enabled: bool, public_route: bool, has_session: bool, navigation: bool) -> Access {
     match (sso_enabled, public_route, has_session, navigation) {
         (false, ..) | (_, true, false, _) => Access::Transparent,
         (true, _, true, _) => Access::Forward,
@@ -64,10 +59,7 @@ mod tests {
             (t("GET", Some("navigate"), Some("text/html"), false), true),
             (t("GET", Some("cors"), Some("text/html"), false), false),
             (t("GET", Some("no-cors"), None, false), false),
-            (
-                t("GET", None, Some("text/html,application/xhtml+xml"), false),
-                true,
-            ),
+            (t("GET", None, Some("text/html,application/xhtml+xml"), false), true),
             (t("GET", None, Some("application/json"), false), false),
             (t("GET", None, None, false), false),
             (t("GET", None, Some("text/html"), true), false),

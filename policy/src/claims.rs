@@ -73,30 +73,39 @@ pub fn issuer_for(issuer_host: &str, tid: &str) -> String {
     format!("{issuer_host}/{tid}/v2.0")
 }
 
-/// Applies every claim rule. The order puts the checks that say most about
-/// *who* issued the token first, so the reason is the most useful one.
-pub fn check_id_token(
-    c: &IdTokenClaims,
-    x: &TokenExpectations<'_>,
-) -> Result<VerifiedIdentity, Reason> {
+/// The rules that say who issued the token: `ver`, `tid` (a GUID), `iss`
+/// derived from that tid and compared byte for byte, and the tenant allowed.
+/// Pure string checks, so the callback runs them on the still-unverified
+/// claims first and decides the tenant before fetching anything for it.
+pub fn check_issuer_and_tenant(c: &IdTokenClaims, x: &TokenExpectations<'_>) -> Result<TenantId, Reason> {
     if c.ver.as_deref() != Some("2.0") {
         return Err(Reason::WrongVersion);
     }
     let tid_raw = c.tid.as_deref().ok_or(Reason::TidInvalid)?;
     let tid: TenantId = tid_raw.parse().map_err(|_| Reason::TidInvalid)?;
-    // The issuer is derived from the token's own tid and compared byte for
-    // byte: no trailing slash, no v1 host, no template, no other cloud.
+    // No trailing slash, no v1 host, no template, no other cloud.
     let iss = c.iss.as_deref().ok_or(Reason::WrongIssuer)?;
     if iss != issuer_for(x.issuer_host, tid_raw) {
         return Err(Reason::WrongIssuer);
     }
+    if let Some(login_tenant) = x.login_tenant
+        && *login_tenant != tid
+    {
+        return Err(Reason::TenantNotAllowed);
+    }
+    if !x.tenants.allows(&tid) {
+        return Err(Reason::TenantNotAllowed);
+    }
+    Ok(tid)
+}
+
+/// Applies every claim rule. The order puts the checks that say most about
+/// *who* issued the token first, so the reason is the most useful one.
+pub fn check_id_token(c: &IdTokenClaims, x: &TokenExpectations<'_>) -> Result<VerifiedIdentity, Reason> {
+    let tid = check_issuer_and_tenant(c, x)?;
     let aud_ok = match &c.aud {
         Some(Audience::One(a)) => a.eq_ignore_ascii_case(x.client_id.as_str()),
-        Some(Audience::Many(v)) => {
-            !v.is_empty()
-                && v.iter()
-                    .all(|a| a.eq_ignore_ascii_case(x.client_id.as_str()))
-        }
+        Some(Audience::Many(v)) => !v.is_empty() && v.iter().all(|a| a.eq_ignore_ascii_case(x.client_id.as_str())),
         None => false,
     };
     if !aud_ok {
@@ -106,14 +115,6 @@ pub fn check_id_token(
         && !azp.eq_ignore_ascii_case(x.client_id.as_str())
     {
         return Err(Reason::WrongAzp);
-    }
-    if let Some(login_tenant) = x.login_tenant
-        && *login_tenant != tid
-    {
-        return Err(Reason::TenantNotAllowed);
-    }
-    if !x.tenants.allows(&tid) {
-        return Err(Reason::TenantNotAllowed);
     }
     let exp = c.exp.ok_or(Reason::Expired)?;
     if exp + x.skew_secs < x.now {
@@ -132,16 +133,12 @@ pub fn check_id_token(
     if !constant_time_eq(nonce.as_bytes(), x.nonce.as_bytes()) {
         return Err(Reason::NonceMismatch);
     }
-    let oid = c
-        .oid
-        .clone()
-        .filter(|o| !o.is_empty())
-        .ok_or(Reason::OidMissing)?;
+    let oid = c.oid.clone().filter(|o| !o.is_empty()).ok_or(Reason::OidMissing)?;
     Ok(VerifiedIdentity {
         tid,
         oid,
         sub: c.sub.clone().unwrap_or_default(),
-        issuer: iss.to_string(),
+        issuer: c.iss.clone().unwrap_or_default(),
         name: c.name.clone(),
         email: c.email.clone(),
         preferred_username: c.preferred_username.clone(),
@@ -155,17 +152,11 @@ pub fn check_id_token(
 /// A JWK's own `issuer` property (Entra publishes one per key) must name the
 /// token's tenant too, when present. `{tenantid}` templates are accepted as
 /// the common-endpoint form only when they expand to the token's issuer.
-pub fn check_jwk_issuer(
-    jwk_issuer: Option<&str>,
-    token_issuer: &str,
-    tid: &str,
-) -> Result<(), Reason> {
+pub fn check_jwk_issuer(jwk_issuer: Option<&str>, token_issuer: &str, tid: &str) -> Result<(), Reason> {
     match jwk_issuer {
         None => Ok(()),
         Some(i) if i == token_issuer => Ok(()),
-        Some(i) if i.contains("{tenantid}") && i.replace("{tenantid}", tid) == token_issuer => {
-            Ok(())
-        }
+        Some(i) if i.contains("{tenantid}") && i.replace("{tenantid}", tid) == token_issuer => Ok(()),
         Some(_) => Err(Reason::JwkIssuerMismatch),
     }
 }
@@ -237,11 +228,7 @@ mod tests {
             ("no ver", |c| c.ver = None, Reason::WrongVersion),
             ("v1", |c| c.ver = Some("1.0".into()), Reason::WrongVersion),
             ("no tid", |c| c.tid = None, Reason::TidInvalid),
-            (
-                "tid not guid",
-                |c| c.tid = Some("contoso".into()),
-                Reason::TidInvalid,
-            ),
+            ("tid not guid", |c| c.tid = Some("contoso".into()), Reason::TidInvalid),
             (
                 "iss trailing slash",
                 |c| c.iss = Some(format!("{HOST}/{TID}/v2.0/")),
@@ -294,30 +281,14 @@ mod tests {
                 Reason::WrongAudience,
             ),
             ("no aud", |c| c.aud = None, Reason::WrongAudience),
-            (
-                "azp other",
-                |c| c.azp = Some(OTHER.into()),
-                Reason::WrongAzp,
-            ),
+            ("azp other", |c| c.azp = Some(OTHER.into()), Reason::WrongAzp),
             ("expired", |c| c.exp = Some(NOW - 301), Reason::Expired),
             ("no exp", |c| c.exp = None, Reason::Expired),
-            (
-                "nbf future",
-                |c| c.nbf = Some(NOW + 301),
-                Reason::NotYetValid,
-            ),
+            ("nbf future", |c| c.nbf = Some(NOW + 301), Reason::NotYetValid),
             ("no iat", |c| c.iat = None, Reason::IatMissing),
-            (
-                "iat future",
-                |c| c.iat = Some(NOW + 301),
-                Reason::IatInFuture,
-            ),
+            ("iat future", |c| c.iat = Some(NOW + 301), Reason::IatInFuture),
             ("no nonce", |c| c.nonce = None, Reason::NonceMissing),
-            (
-                "wrong nonce",
-                |c| c.nonce = Some("n-2".into()),
-                Reason::NonceMismatch,
-            ),
+            ("wrong nonce", |c| c.nonce = Some("n-2".into()), Reason::NonceMismatch),
             ("no oid", |c| c.oid = None, Reason::OidMissing),
         ];
         for (name, mutate, want) in cases {

@@ -32,8 +32,7 @@ pub fn login_cookie_name(base: &str, state_tag: &str, secure: bool) -> String {
 /// Whether a cookie name is one of the gateway's own (never forwarded).
 pub fn is_gateway_cookie(name: &str, base: &str) -> bool {
     let bare = name.strip_prefix("__Host-").unwrap_or(name);
-    bare.strip_prefix(base)
-        .is_some_and(|rest| rest.starts_with('_'))
+    bare.strip_prefix(base).is_some_and(|rest| rest.starts_with('_'))
 }
 
 /// SameSite of the login-state cookie: Entra's form_post is a cross-site POST,
@@ -56,14 +55,8 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(
-            session_cookie_name("entra_gw", "agent", true),
-            "__Host-entra_gw_agent"
-        );
-        assert_eq!(
-            session_cookie_name("entra_gw", "agent", false),
-            "entra_gw_agent"
-        );
+        assert_eq!(session_cookie_name("entra_gw", "agent", true), "__Host-entra_gw_agent");
+        assert_eq!(session_cookie_name("entra_gw", "agent", false), "entra_gw_agent");
         assert!(is_gateway_cookie("__Host-entra_gw_agent", "entra_gw"));
         assert!(is_gateway_cookie("entra_gw_login_abc", "entra_gw"));
         assert!(!is_gateway_cookie("entra_gwx", "entra_gw"));

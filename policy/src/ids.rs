@@ -97,9 +97,7 @@ impl FromStr for PortalKind {
         match s {
             "agent" => Ok(PortalKind::Agent),
             "user" => Ok(PortalKind::User),
-            other => Err(format!(
-                "unknown portal kind {other:?} (expected agent or user)"
-            )),
+            other => Err(format!("unknown portal kind {other:?} (expected agent or user)")),
         }
     }
 }

@@ -22,6 +22,33 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
         || (path.starts_with(prefix) && path.as_bytes().get(prefix.len()) == Some(&b'/'))
 }
 
+/// A host as written in config or a Host header, without its default port,
+/// lower-case: what client hosts are compared by.
+pub fn bare_authority(host: &str) -> String {
+    let h = host.trim().to_ascii_lowercase();
+    match h.strip_suffix(":443").or_else(|| h.strip_suffix(":80")) {
+        Some(b) => b.to_string(),
+        None => h,
+    }
+}
+
+/// Index of the client whose hosts include `authority`.
+pub fn resolve_client<'a>(clients: impl IntoIterator<Item = &'a [String]>, authority: &str) -> Option<usize> {
+    let a = bare_authority(authority);
+    clients.into_iter().position(|hosts| hosts.contains(&a))
+}
+
+/// The portal for a request at a client's own host: the host is an alias of
+/// every portal's host, so only the path decides.
+pub fn resolve_by_path(portals: &[PortalRoute], path: &str) -> Option<usize> {
+    portals
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| prefix_matches(&p.path_prefix, path))
+        .max_by_key(|(_, p)| p.path_prefix.len())
+        .map(|(i, _)| i)
+}
+
 /// Index of the portal serving `authority` + `path`, if any.
 pub fn resolve(portals: &[PortalRoute], authority: &str, path: &str) -> Option<usize> {
     portals
@@ -63,27 +90,30 @@ mod tests {
         for (host, path, want) in cases {
             assert_eq!(resolve(&portals, host, path), want, "{host}{path}");
         }
-        assert_eq!(
-            relative_path(&portals[1], "/portal/auth/login"),
-            "/auth/login"
-        );
+        assert_eq!(relative_path(&portals[1], "/portal/auth/login"), "/auth/login");
         assert_eq!(relative_path(&portals[1], "/portal"), "/");
         assert_eq!(relative_path(&portals[0], "/x"), "/x");
     }
 
     #[test]
+    fn clients_by_host() {
+        let clients = [
+            vec!["contoso.halo.example.com".to_string()],
+            vec!["fabrikam.example".to_string()],
+        ];
+        let hosts = clients.iter().map(|v| v.as_slice());
+        assert_eq!(resolve_client(hosts.clone(), "Contoso.Halo.Example.com:443"), Some(0));
+        assert_eq!(resolve_client(hosts.clone(), "fabrikam.example"), Some(1));
+        assert_eq!(resolve_client(hosts, "halo.example.com"), None);
+        let portals = [p("halo.example.com", ""), p("halo.example.com", "/portal")];
+        assert_eq!(resolve_by_path(&portals, "/portal/x"), Some(1));
+        assert_eq!(resolve_by_path(&portals, "/x"), Some(0));
+    }
+
+    #[test]
     fn authority_normalisation() {
-        assert_eq!(
-            normalize_authority("Halo.Example.com:443", true),
-            "halo.example.com"
-        );
-        assert_eq!(
-            normalize_authority("halo.example.com:80", false),
-            "halo.example.com"
-        );
-        assert_eq!(
-            normalize_authority("127.0.0.1:8080", false),
-            "127.0.0.1:8080"
-        );
+        assert_eq!(normalize_authority("Halo.Example.com:443", true), "halo.example.com");
+        assert_eq!(normalize_authority("halo.example.com:80", false), "halo.example.com");
+        assert_eq!(normalize_authority("127.0.0.1:8080", false), "127.0.0.1:8080");
     }
 }

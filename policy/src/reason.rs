@@ -105,21 +105,16 @@ impl Reason {
     pub fn explain(self) -> &'static str {
         use Reason::*;
         match self {
-            StateMissing | StateUnknown => {
-                "This sign-in has expired or was already used. Please start again."
-            }
+            StateMissing | StateUnknown => "This sign-in has expired or was already used. Please start again.",
             StateCookieMissing | StateCookieMismatch => {
                 "This sign-in was not started in this browser (or its cookies were blocked). Please start again."
             }
             IdpError => "Microsoft Entra ID reported an error during sign-in.",
-            TokenMissing | TokenMalformed | AlgNotAllowed | CritHeader | UnknownKid
-            | AmbiguousKey | BadSignature => {
+            TokenMissing | TokenMalformed | AlgNotAllowed | CritHeader | UnknownKid | AmbiguousKey | BadSignature => {
                 "The sign-in response could not be verified as coming from Microsoft Entra ID."
             }
-            WrongVersion | TidInvalid | WrongIssuer | JwkIssuerMismatch | WrongAudience
-            | WrongAzp | OidMissing | CHashMismatch => {
-                "The sign-in response was not issued for this application."
-            }
+            WrongVersion | TidInvalid | WrongIssuer | JwkIssuerMismatch | WrongAudience | WrongAzp | OidMissing
+            | CHashMismatch => "The sign-in response was not issued for this application.",
             TenantNotAllowed => "Your organisation (tenant) is not allowed to sign in here.",
             Expired | NotYetValid | IatMissing | IatInFuture => {
                 "The sign-in response is outside its validity period. Check this computer's clock and try again."
@@ -128,9 +123,7 @@ impl Reason {
                 "The sign-in response does not belong to this sign-in attempt. Please start again."
             }
             CodeExchangeFailed => "The sign-in could not be completed with Microsoft Entra ID.",
-            MetadataUnavailable => {
-                "Microsoft Entra ID cannot be reached right now. Please try again in a moment."
-            }
+            MetadataUnavailable => "Microsoft Entra ID cannot be reached right now. Please try again in a moment.",
             StoreUnavailable => {
                 "Sign-in is temporarily unavailable (session storage is down). Please try again in a moment."
             }
@@ -154,11 +147,7 @@ mod tests {
 
     #[test]
     fn refusals_are_never_5xx_unless_a_dependency_is_down() {
-        for r in [
-            Reason::BadSignature,
-            Reason::StateUnknown,
-            Reason::TenantNotAllowed,
-        ] {
+        for r in [Reason::BadSignature, Reason::StateUnknown, Reason::TenantNotAllowed] {
             assert!((400..500).contains(&r.status()), "{r}");
         }
         assert_eq!(Reason::StoreUnavailable.status(), 503);

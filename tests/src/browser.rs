@@ -30,9 +30,7 @@ impl SetCookie {
     }
 
     pub fn attr(&self, key: &str) -> Option<&str> {
-        self.attrs
-            .iter()
-            .find_map(|a| a.strip_prefix(&format!("{key}=")))
+        self.attrs.iter().find_map(|a| a.strip_prefix(&format!("{key}=")))
     }
 
     pub fn max_age(&self) -> Option<i64> {
@@ -75,10 +73,7 @@ pub struct FormPost {
 
 impl FormPost {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     pub fn set(&mut self, name: &str, value: &str) {
@@ -175,10 +170,7 @@ impl Browser {
     }
 
     pub fn set_cookie(&self, name: &str, value: &str) {
-        self.jar
-            .lock()
-            .expect("jar")
-            .insert(name.into(), value.into());
+        self.jar.lock().expect("jar").insert(name.into(), value.into());
     }
 
     pub fn remove_cookie(&self, name: &str) {
@@ -228,10 +220,7 @@ impl Browser {
                     )
                     .header("sec-fetch-mode", "navigate")
                     .header("sec-fetch-dest", "document");
-                if !headers
-                    .iter()
-                    .any(|(k, _)| k.eq_ignore_ascii_case("sec-fetch-site"))
-                {
+                if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("sec-fetch-site")) {
                     rb = rb.header("sec-fetch-site", "same-origin");
                 }
             }
@@ -300,24 +289,16 @@ impl Browser {
     }
 
     pub async fn get(&self, url: &str) -> Resp {
-        self.request(reqwest::Method::GET, url, Kind::Navigate, None, &[])
-            .await
+        self.request(reqwest::Method::GET, url, Kind::Navigate, None, &[]).await
     }
 
     pub async fn xhr(&self, url: &str) -> Resp {
-        self.request(reqwest::Method::GET, url, Kind::Xhr, None, &[])
-            .await
+        self.request(reqwest::Method::GET, url, Kind::Xhr, None, &[]).await
     }
 
     pub async fn post_form(&self, url: &str, fields: &[(String, String)]) -> Resp {
-        self.request(
-            reqwest::Method::POST,
-            url,
-            Kind::Navigate,
-            Some(fields),
-            &[],
-        )
-        .await
+        self.request(reqwest::Method::POST, url, Kind::Navigate, Some(fields), &[])
+            .await
     }
 
     /// Navigates to `url` without a session; expects the redirect to Entra.
@@ -341,15 +322,8 @@ impl Browser {
     pub async fn idp_sign_in(&self, authorize: &Authorize, username: &str) -> FormPost {
         let page = self.get(&authorize.url).await;
         assert_eq!(page.status, 200, "login form: {}", page.body);
-        assert!(
-            page.body.contains("id=\"i0116\""),
-            "the mock shows its login form"
-        );
-        let mut fields: Vec<(String, String)> = authorize
-            .params
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        assert!(page.body.contains("id=\"i0116\""), "the mock shows its login form");
+        let mut fields: Vec<(String, String)> = authorize.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         fields.push(("username".into(), username.into()));
         let action = authorize.url.split('?').next().expect("path").to_string();
         let r = self.post_form(&action, &fields).await;

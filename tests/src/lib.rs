@@ -17,6 +17,10 @@ use std::net::SocketAddr;
 
 pub const TENANT: &str = "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa";
 pub const OTHER_TENANT: &str = "bbbbbbbb-2222-4222-8222-bbbbbbbbbbbb";
+/// A tenant only the CSP sync knows about.
+pub const CUSTOMER_TENANT: &str = "cccccccc-3333-4333-8333-cccccccccccc";
+/// A tenant no configuration allows.
+pub const STRANGER_TENANT: &str = "dddddddd-4444-4444-8444-dddddddddddd";
 pub const CLIENT_ID: &str = "c1c1c1c1-3333-4333-8333-c1c1c1c1c1c1";
 pub const CLIENT_SECRET: &str = "test-secret-value-9f8e7d";
 pub const AUDIENCE: &str = "test-app";
@@ -44,6 +48,20 @@ pub fn users() -> Vec<MockUser> {
             oid: "3a110000-0000-4000-8000-000000000004".into(),
             tenant: OTHER_TENANT.into(),
         },
+        MockUser {
+            username: "carol@northwind.example".into(),
+            name: "Carol Customer".into(),
+            email: Some("carol@northwind.example".into()),
+            oid: "ca201000-0000-4000-8000-000000000005".into(),
+            tenant: CUSTOMER_TENANT.into(),
+        },
+        MockUser {
+            username: "dave@stranger.example".into(),
+            name: "Dave Stranger".into(),
+            email: Some("dave@stranger.example".into()),
+            oid: "da7e0000-0000-4000-8000-000000000006".into(),
+            tenant: STRANGER_TENANT.into(),
+        },
     ]
 }
 
@@ -65,6 +83,10 @@ pub struct Options {
     pub insecure_dev_cookies: bool,
     /// Extra top-level YAML appended to the config.
     pub extra_yaml: String,
+    /// Extra lines inside `entra:` (each indented by two spaces).
+    pub entra_extra: String,
+    /// Changes to the mock Entra before it starts.
+    pub mock: fn(&mut MockEntraConfig),
 }
 
 impl Default for Options {
@@ -76,6 +98,8 @@ impl Default for Options {
             federated_domain: None,
             insecure_dev_cookies: true,
             extra_yaml: String::new(),
+            entra_extra: String::new(),
+            mock: |_| {},
         }
     }
 }
@@ -84,15 +108,25 @@ impl Default for Options {
 /// registration whose redirect URIs are both portals' under `portal_url`.
 pub fn mock_config(portal_url: &str) -> MockEntraConfig {
     MockEntraConfig {
-        tenants: vec![TENANT.into(), OTHER_TENANT.into()],
+        tenants: vec![
+            TENANT.into(),
+            OTHER_TENANT.into(),
+            CUSTOMER_TENANT.into(),
+            STRANGER_TENANT.into(),
+        ],
         users: users(),
         apps: vec![MockApp {
             client_id: CLIENT_ID.into(),
             secret: Some(CLIENT_SECRET.into()),
-            redirect_uris: vec![
-                format!("{portal_url}/auth/account/azureresponse"),
-                format!("{portal_url}/portal/auth/account/azureresponse"),
-            ],
+            redirect_uris: [portal_url.to_string(), portal_url.replace("127.0.0.1", "localhost")]
+                .iter()
+                .flat_map(|u| {
+                    [
+                        format!("{u}/auth/account/azureresponse"),
+                        format!("{u}/portal/auth/account/azureresponse"),
+                    ]
+                })
+                .collect(),
         }],
         ..Default::default()
     }
@@ -115,18 +149,13 @@ impl Harness {
         let port = free_port();
         let metrics_port = free_port();
         let base = format!("http://127.0.0.1:{port}");
-        let scheme = if options.insecure_dev_cookies {
-            "http"
-        } else {
-            "https"
-        };
+        let scheme = if options.insecure_dev_cookies { "http" } else { "https" };
         let portal_url = format!("{scheme}://127.0.0.1:{port}");
-        let entra = MockEntra::start(
-            mock_config(&portal_url),
-            "127.0.0.1:0".parse().expect("addr"),
-        )
-        .await
-        .expect("mock Entra starts");
+        let mut mock = mock_config(&portal_url);
+        (options.mock)(&mut mock);
+        let entra = MockEntra::start(mock, "127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("mock Entra starts");
         let app = start_app(
             DemoAppConfig {
                 jwks_url: format!("{base}/.well-known/entra-gateway/jwks.json"),
@@ -136,14 +165,7 @@ impl Harness {
         )
         .await
         .expect("app starts");
-        let yaml = Self::config_yaml(
-            &options,
-            port,
-            metrics_port,
-            &portal_url,
-            entra.base_url(),
-            app,
-        );
+        let yaml = Self::config_yaml(&options, port, metrics_port, &portal_url, entra.base_url(), app);
         let gateway = GatewayProcess::start(&yaml, port, metrics_port).await;
         Harness {
             entra,
@@ -198,6 +220,7 @@ entra:
   authority_host: "{entra}"
   {secret}
   {fed}
+  {entra_extra}
 sso: {{ single_logout: {slo} }}
 portals:
   - {{ name: agent, kind: agent, url: "{portal_url}" }}
@@ -210,6 +233,7 @@ routes: {{ public: ["/public/*"] }}
             insecure = o.insecure_dev_cookies,
             slo = o.single_logout,
             extra = o.extra_yaml,
+            entra_extra = o.entra_extra.replace("{MOCK}", entra),
         )
     }
 
@@ -231,23 +255,78 @@ routes: {{ public: ["/public/*"] }}
 
     /// Reads a Prometheus counter value (sum over series matching `labels`).
     pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let text = reqwest::get(format!(
-            "http://127.0.0.1:{}/metrics",
-            self.gateway.metrics_port
-        ))
-        .await
-        .expect("metrics reachable")
-        .text()
-        .await
-        .expect("metrics text");
+        let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.gateway.metrics_port))
+            .await
+            .expect("metrics reachable")
+            .text()
+            .await
+            .expect("metrics text");
         text.lines()
             .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-            .filter(|l| {
-                labels
-                    .iter()
-                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-            })
+            .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
+}
+
+/// Starts a login at `start`, mints a token for it (as `mutate` says) and
+/// posts it to the callback, as an attacker or a broken IdP would.
+pub async fn attempt_at(
+    h: &Harness,
+    b: &Browser,
+    start: &str,
+    mutate: impl FnOnce(&mut entra_gateway::demo::mock_entra::TokenSpec),
+) -> browser::Resp {
+    let a = b.begin_login(start).await;
+    let mut spec = entra_gateway::demo::mock_entra::TokenSpec {
+        user: "alice@contoso.example".into(),
+        client_id: CLIENT_ID.into(),
+        nonce: a.param("nonce").map(str::to_string),
+        ..Default::default()
+    };
+    mutate(&mut spec);
+    let token = h.entra.mint(&spec);
+    let fp = FormPost {
+        action: a.param("redirect_uri").expect("redirect_uri").to_string(),
+        fields: vec![
+            ("id_token".into(), token),
+            ("state".into(), a.param("state").expect("state").to_string()),
+        ],
+    };
+    b.deliver(&fp).await
+}
+
+pub async fn attempt(
+    h: &Harness,
+    b: &Browser,
+    mutate: impl FnOnce(&mut entra_gateway::demo::mock_entra::TokenSpec),
+) -> browser::Resp {
+    attempt_at(h, b, "/", mutate).await
+}
+
+/// A refusal as SPEC §6 wants it: 4xx, answered directly, the reason in the
+/// page, no session, still signed out.
+pub async fn assert_refused(b: &Browser, r: &browser::Resp, reason: &str) {
+    assert!(
+        (400..500).contains(&r.status),
+        "refusal is 4xx, got {}: {}",
+        r.status,
+        r.body
+    );
+    assert!(
+        r.location().is_none(),
+        "refusals are answered directly, never redirected"
+    );
+    assert!(
+        r.body.contains(&format!("<span id=\"reason\">{reason}</span>")),
+        "reason {reason} in page:\n{}",
+        r.body
+    );
+    assert!(
+        r.set_cookies
+            .iter()
+            .all(|c| !c.name.ends_with("_agent") || c.is_deletion()),
+        "no session cookie on refusal"
+    );
+    assert_eq!(b.whoami().await.status, 401, "still signed out");
 }

@@ -127,31 +127,18 @@ impl GatewayProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("gateway.yaml");
         std::fs::write(&config, yaml).expect("write config");
-        let args = vec![
-            "run".to_string(),
-            "--config".to_string(),
-            config.display().to_string(),
-        ];
+        let args = vec!["run".to_string(), "--config".to_string(), config.display().to_string()];
         Self::launch(args, port, metrics_port, dir).await
     }
 
     /// `entra-gateway demo --listen 127.0.0.1:<port>`.
     pub async fn demo(port: u16) -> GatewayProcess {
         let dir = tempfile::tempdir().expect("tempdir");
-        let args = vec![
-            "demo".to_string(),
-            "--listen".to_string(),
-            format!("127.0.0.1:{port}"),
-        ];
+        let args = vec!["demo".to_string(), "--listen".to_string(), format!("127.0.0.1:{port}")];
         Self::launch(args, port, 0, dir).await
     }
 
-    async fn launch(
-        args: Vec<String>,
-        port: u16,
-        metrics_port: u16,
-        dir: tempfile::TempDir,
-    ) -> GatewayProcess {
+    async fn launch(args: Vec<String>, port: u16, metrics_port: u16, dir: tempfile::TempDir) -> GatewayProcess {
         let log = dir.path().join("gateway.log");
         let log_file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(gateway_bin())
@@ -176,11 +163,7 @@ impl GatewayProcess {
         let start = Instant::now();
         let url = format!("http://127.0.0.1:{}/healthz", self.port);
         while start.elapsed() < Duration::from_secs(30) {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("gateway exited with {status}:\n{}", self.logs());
             }
             if let Ok(r) = reqwest::get(&url).await

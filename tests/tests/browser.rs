@@ -28,9 +28,7 @@ async fn chromium() -> (Driver, fantoccini::Client) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect(
-            "chromedriver is installed (apt-get install chromium chromium-driver; .ci/run does it)",
-        );
+        .expect("chromedriver is installed (apt-get install chromium chromium-driver; .ci/run does it)");
     let driver = Driver(child);
     let profile = tempfile::tempdir().expect("profile").keep();
     let caps: serde_json::Map<String, serde_json::Value> = serde_json::from_value(serde_json::json!({
@@ -65,9 +63,7 @@ async fn chromium_signs_in_through_the_demo() {
     let _demo = GatewayProcess::demo(port).await;
     let (_driver, c) = chromium().await;
     let base = format!("http://127.0.0.1:{port}");
-    c.goto(&format!("{base}/tickets"))
-        .await
-        .expect("open the demo");
+    c.goto(&format!("{base}/tickets")).await.expect("open the demo");
 
     // The mock Entra's login form: type the account, press Next.
     let field = c
@@ -77,12 +73,7 @@ async fn chromium_signs_in_through_the_demo() {
         .await
         .expect("login form");
     field.send_keys("alice@contoso.example").await.unwrap();
-    c.find(Locator::Id("idSIButton9"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    c.find(Locator::Id("idSIButton9")).await.unwrap().click().await.unwrap();
 
     // form_post back to the gateway, then the demo app with the user's name.
     let greeting = c
@@ -98,13 +89,7 @@ async fn chromium_signs_in_through_the_demo() {
         format!("{base}/tickets"),
         "back where the browser started"
     );
-    let body = c
-        .find(Locator::Css("body"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = c.find(Locator::Css("body")).await.unwrap().text().await.unwrap();
     assert!(
         body.contains("which it verified"),
         "the app verified the assertion: {body}"

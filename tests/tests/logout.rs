@@ -12,10 +12,8 @@ async fn single_logout_sends_the_browser_to_entra_end_session() {
     assert_eq!(r.status, 303, "{}", r.body);
     let loc = url::Url::parse(r.location().unwrap()).unwrap();
     assert!(
-        loc.as_str().starts_with(&format!(
-            "{}/{TENANT}/oauth2/v2.0/logout?",
-            h.entra.base_url()
-        )),
+        loc.as_str()
+            .starts_with(&format!("{}/{TENANT}/oauth2/v2.0/logout?", h.entra.base_url())),
         "{loc}"
     );
     let q: std::collections::HashMap<_, _> = loc.query_pairs().into_owned().collect();
@@ -47,11 +45,7 @@ async fn single_logout_sends_the_browser_to_entra_end_session() {
     // The old cookie is refused, even replayed by hand.
     b.set_cookie("entra_gw_agent", &old);
     assert_eq!(b.whoami().await.status, 401);
-    assert_eq!(
-        b.get("/").await.status,
-        302,
-        "a navigation goes to sign-in again"
-    );
+    assert_eq!(b.get("/").await.status, 302, "a navigation goes to sign-in again");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -69,11 +63,7 @@ async fn without_single_logout_the_logout_is_local() {
     assert!(h.entra.logout_calls().is_empty());
     b.set_cookie("entra_gw_agent", &old);
     assert_eq!(b.whoami().await.status, 401);
-    assert_eq!(
-        h.metric("entra_gateway_logouts_total", &[("kind", "local")])
-            .await,
-        1.0
-    );
+    assert_eq!(h.metric("entra_gateway_logouts_total", &[("kind", "local")]).await, 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -107,9 +97,7 @@ async fn a_cross_site_get_does_not_log_out_it_asks() {
     assert_eq!(b.whoami().await.status, 200);
 
     // A forged POST without the token is refused.
-    let r = b
-        .post_form("/auth/logout", &[("csrf".into(), "guess".into())])
-        .await;
+    let r = b.post_form("/auth/logout", &[("csrf".into(), "guess".into())]).await;
     assert_eq!(r.status, 403);
     assert_eq!(b.whoami().await.status, 200);
 
@@ -127,9 +115,7 @@ async fn a_cross_site_get_does_not_log_out_it_asks() {
         .body;
     let start = page.find(csrf).unwrap() + csrf.len();
     let token = &page[start..start + page[start..].find('"').unwrap()];
-    let r = b
-        .post_form("/auth/logout", &[("csrf".into(), token.into())])
-        .await;
+    let r = b.post_form("/auth/logout", &[("csrf".into(), token.into())]).await;
     assert_eq!(r.status, 303);
     assert_eq!(b.whoami().await.status, 401);
 }

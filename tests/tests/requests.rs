@@ -15,13 +15,7 @@ async fn client_sent_identity_headers_never_reach_the_app() {
     // Signed out, on a public route (forwarded without SSO).
     let b = h.browser();
     let r = b
-        .request(
-            reqwest::Method::GET,
-            "/public/api/whoami",
-            Kind::Xhr,
-            None,
-            &spoof,
-        )
+        .request(reqwest::Method::GET, "/public/api/whoami", Kind::Xhr, None, &spoof)
         .await;
     assert_eq!(r.status, 200);
     let hd = &r.json()["headers"];
@@ -53,9 +47,7 @@ async fn unauthenticated_xhr_and_api_calls_get_401_json_not_a_redirect() {
         (reqwest::Method::POST, Kind::Navigate),
         (reqwest::Method::DELETE, Kind::Xhr),
     ] {
-        let r = b
-            .request(method.clone(), "/api/tickets", kind, None, &[])
-            .await;
+        let r = b.request(method.clone(), "/api/tickets", kind, None, &[]).await;
         assert_eq!(r.status, 401, "{method}");
         assert!(r.location().is_none());
         assert_eq!(r.json()["error"], "no_session");
@@ -82,10 +74,7 @@ async fn forwarding_headers_cookies_and_streamed_bodies() {
             "/api/upload",
             Kind::Xhr,
             Some(&big),
-            &[
-                ("x-forwarded-for", "6.6.6.6"),
-                ("x-forwarded-host", "evil.example"),
-            ],
+            &[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-host", "evil.example")],
         )
         .await;
     assert_eq!(r.status, 200);
@@ -105,10 +94,7 @@ async fn forwarding_headers_cookies_and_streamed_bodies() {
         "an untrusted client's X-Forwarded-For is replaced"
     );
     assert_eq!(hd["x-forwarded-proto"], "http");
-    assert_eq!(
-        hd["x-forwarded-host"],
-        format!("127.0.0.1:{}", h.gateway.port)
-    );
+    assert_eq!(hd["x-forwarded-host"], format!("127.0.0.1:{}", h.gateway.port));
     // Non-ASCII names travel percent-encoded in headers, exact in the assertion.
     assert_eq!(j["claims"]["name"], "Zoë Ünicode");
     assert_eq!(hd["x-auth-name"], "Zo%C3%AB %C3%9Cnicode");
@@ -191,17 +177,10 @@ async fn health_readiness_jwks_and_metrics() {
         .json();
     let key = &jwks["keys"][0];
     assert_eq!(
-        (
-            key["kty"].as_str(),
-            key["crv"].as_str(),
-            key["alg"].as_str()
-        ),
+        (key["kty"].as_str(), key["crv"].as_str(), key["alg"].as_str()),
         (Some("EC"), Some("P-256"), Some("ES256"))
     );
-    assert!(
-        key["kid"].is_string() && key.get("d").is_none(),
-        "public key only"
-    );
+    assert!(key["kid"].is_string() && key.get("d").is_none(), "public key only");
 
     let _b = h.signed_in("alice@contoso.example").await;
     assert!(
@@ -213,37 +192,20 @@ async fn health_readiness_jwks_and_metrics() {
             >= 0.0
     );
     assert_eq!(
-        h.metric(
-            "entra_gateway_signins_total",
-            &[("result", "ok"), ("reason", "ok")]
-        )
-        .await,
+        h.metric("entra_gateway_signins_total", &[("result", "ok"), ("reason", "ok")])
+            .await,
         1.0
     );
-    assert!(
-        h.metric("entra_gateway_requests_total", &[("outcome", "login")])
-            .await
-            >= 1.0
-    );
+    assert!(h.metric("entra_gateway_requests_total", &[("outcome", "login")]).await >= 1.0);
 
     let mut redis = redis;
     redis.stop();
-    let r = b
-        .request(reqwest::Method::GET, "/readyz", Kind::Plain, None, &[])
-        .await;
-    assert_eq!(
-        r.status, 503,
-        "readiness fails without the store: {}",
-        r.body
-    );
+    let r = b.request(reqwest::Method::GET, "/readyz", Kind::Plain, None, &[]).await;
+    assert_eq!(r.status, 503, "readiness fails without the store: {}", r.body);
     let r = b.get("/somewhere").await;
     assert_eq!(r.status, 503, "a new sign-in gets a clear 503 page");
     assert!(r.body.contains("store_unavailable"));
-    assert!(
-        h.metric("entra_gateway_session_store_errors_total", &[])
-            .await
-            >= 1.0
-    );
+    assert!(h.metric("entra_gateway_session_store_errors_total", &[]).await >= 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -274,10 +236,7 @@ async fn sso_off_for_a_portal_is_transparent_but_still_strips_identity() {
             &[("x-auth-email", "x@y")],
         )
         .await;
-    assert_eq!(
-        r.status, 200,
-        "users: false → the user portal is proxied as is"
-    );
+    assert_eq!(r.status, 200, "users: false → the user portal is proxied as is");
     assert!(r.json()["headers"].get("x-auth-email").is_none());
     assert_eq!(
         b.xhr("/api/whoami").await.status,

@@ -8,10 +8,8 @@ async fn full_sign_in(h: &Harness) {
     let a = b.begin_login(&h.url("/tickets/42?view=full")).await;
     // The authorize request (SPEC §1, issue 2 §5).
     assert!(
-        a.url.starts_with(&format!(
-            "{}/{TENANT}/oauth2/v2.0/authorize?",
-            h.entra.base_url()
-        )),
+        a.url
+            .starts_with(&format!("{}/{TENANT}/oauth2/v2.0/authorize?", h.entra.base_url())),
         "{}",
         a.url
     );
@@ -24,10 +22,7 @@ async fn full_sign_in(h: &Harness) {
     let scope: Vec<&str> = a.param("scope").unwrap().split(' ').collect();
     assert!(scope.contains(&"openid") && scope.contains(&"profile"));
     let state = a.param("state").unwrap();
-    assert!(
-        state.len() <= 64 && !state.contains('/'),
-        "state is opaque: {state}"
-    );
+    assert!(state.len() <= 64 && !state.contains('/'), "state is opaque: {state}");
     assert!(a.param("nonce").is_some_and(|n| n.len() >= 32));
     match h.options.flow {
         Flow::IdToken => {
@@ -40,10 +35,7 @@ async fn full_sign_in(h: &Harness) {
             assert_eq!(a.param("code_challenge").map(str::len), Some(43));
         }
     }
-    assert_eq!(
-        a.param("domain_hint"),
-        h.options.federated_domain.as_deref()
-    );
+    assert_eq!(a.param("domain_hint"), h.options.federated_domain.as_deref());
 
     let fp = b.idp_sign_in(&a, "alice@contoso.example").await;
     match h.options.flow {
@@ -54,28 +46,17 @@ async fn full_sign_in(h: &Harness) {
     assert_eq!(r.status, 303, "{}", r.body);
     assert_eq!(r.location(), Some("/tickets/42?view=full"));
     let sc = r.cookie("entra_gw_agent").expect("session cookie");
-    assert!(
-        sc.has("httponly") && sc.attr("samesite") == Some("lax") && sc.attr("path") == Some("/")
-    );
+    assert!(sc.has("httponly") && sc.attr("samesite") == Some("lax") && sc.attr("path") == Some("/"));
     assert!(!sc.has("secure"), "insecure_dev_cookies: no Secure");
-    assert!(
-        sc.max_age().is_none(),
-        "no remember-me: a browser-session cookie"
-    );
+    assert!(sc.max_age().is_none(), "no remember-me: a browser-session cookie");
     assert_eq!(sc.value.len(), 43, "an opaque 256-bit id");
 
     let who = b.whoami().await;
     assert_eq!(who.status, 200);
     let j = who.json();
-    assert_eq!(
-        j["verified"], true,
-        "the app verified X-Auth-Assertion: {j}"
-    );
+    assert_eq!(j["verified"], true, "the app verified X-Auth-Assertion: {j}");
     let c = &j["claims"];
-    assert_eq!(
-        c["sub"],
-        format!("{TENANT}:a11ce000-0000-4000-8000-000000000001")
-    );
+    assert_eq!(c["sub"], format!("{TENANT}:a11ce000-0000-4000-8000-000000000001"));
     assert_eq!(c["tid"], TENANT);
     assert_eq!(c["oid"], "a11ce000-0000-4000-8000-000000000001");
     assert_eq!(c["email"], "alice@contoso.example");
@@ -85,10 +66,7 @@ async fn full_sign_in(h: &Harness) {
     assert_eq!(c["mfa"], "none");
     assert!(c["sid"].is_string());
     let lifetime = c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap();
-    assert!(
-        lifetime > 0 && lifetime <= 300,
-        "assertion lifetime {lifetime}"
-    );
+    assert!(lifetime > 0 && lifetime <= 300, "assertion lifetime {lifetime}");
     let hd = &j["headers"];
     assert_eq!(
         hd["x-auth-user"],
@@ -98,10 +76,7 @@ async fn full_sign_in(h: &Harness) {
     assert_eq!(hd["x-auth-name"], "Alice Agent");
     assert_eq!(hd["x-auth-tid"], TENANT);
     assert_eq!(hd["x-auth-portal"], "agent");
-    assert!(
-        hd.get("cookie").is_none(),
-        "gateway cookies are never forwarded: {hd}"
-    );
+    assert!(hd.get("cookie").is_none(), "gateway cookies are never forwarded: {hd}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -112,11 +87,7 @@ async fn id_token_flow_memory_store() {
     })
     .await;
     full_sign_in(&h).await;
-    assert_eq!(
-        h.metric("entra_gateway_signins_total", &[("result", "ok")])
-            .await,
-        1.0
-    );
+    assert_eq!(h.metric("entra_gateway_signins_total", &[("result", "ok")]).await, 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -140,10 +111,7 @@ async fn id_token_flow_redis_store() {
     full_sign_in(&h).await;
     let keys = redis.cli(&["--scan", "--pattern", "egtest:s:*"]);
     assert_eq!(keys.lines().count(), 1, "one session in Redis: {keys}");
-    let ttl: i64 = redis
-        .cli(&["ttl", keys.lines().next().unwrap()])
-        .parse()
-        .unwrap();
+    let ttl: i64 = redis.cli(&["ttl", keys.lines().next().unwrap()]).parse().unwrap();
     assert!(ttl > 0 && ttl <= 8 * 3600, "session key has a TTL ({ttl})");
     assert_eq!(
         redis.cli(&["--scan", "--pattern", "egtest:l:*"]),
@@ -188,10 +156,7 @@ async fn sessions_in_redis_survive_a_gateway_restart_and_work_on_a_second_instan
     let b2 = Browser::new(&format!("http://127.0.0.1:{port}"), false);
     b2.set_cookie("entra_gw_agent", &b.cookie("entra_gw_agent").unwrap());
     let j = b2.whoami().await.json();
-    assert_eq!(
-        j["claims"]["oid"], "a11ce000-0000-4000-8000-000000000001",
-        "{j}"
-    );
+    assert_eq!(j["claims"]["oid"], "a11ce000-0000-4000-8000-000000000001", "{j}");
     // The app fetches keys from the first gateway: both sign with the one
     // key kept in Redis, so the second's assertion verifies too.
     assert_eq!(j["verified"], true, "{j}");
@@ -234,9 +199,7 @@ async fn secure_cookies_behind_a_trusted_tls_terminator() {
     let fp = b.idp_sign_in(&auth, "alice@contoso.example").await;
     let done = b.deliver(&fp).await;
     assert_eq!(done.status, 303, "{}", done.body);
-    let sc = done
-        .cookie("__Host-entra_gw_agent")
-        .expect("__Host- session cookie");
+    let sc = done.cookie("__Host-entra_gw_agent").expect("__Host- session cookie");
     assert!(sc.has("secure") && sc.has("httponly") && sc.attr("samesite") == Some("lax"));
     assert_eq!(b.whoami().await.json()["claims"]["name"], "Alice Agent");
 
@@ -258,11 +221,7 @@ async fn secure_cookies_behind_a_trusted_tls_terminator() {
         .iter()
         .map(|v| v.to_str().unwrap().to_string())
         .collect();
-    assert!(
-        set.iter()
-            .all(|c| c.to_ascii_lowercase().contains("secure")),
-        "{set:?}"
-    );
+    assert!(set.iter().all(|c| c.to_ascii_lowercase().contains("secure")), "{set:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -284,12 +243,7 @@ async fn several_logins_in_one_browser_each_complete_and_login_cookies_are_bound
     assert_eq!((r2.status, r2.location()), (303, Some("/two")));
     let fp1 = b.idp_sign_in(&first, "alice@contoso.example").await;
     let r1 = b.deliver(&fp1).await;
-    assert_eq!(
-        (r1.status, r1.location()),
-        (303, Some("/one")),
-        "{}",
-        r1.body
-    );
+    assert_eq!((r1.status, r1.location()), (303, Some("/one")), "{}", r1.body);
     assert_eq!(logins(&b), 0, "completed logins clear their cookies");
 
     let b = h.browser();
@@ -360,9 +314,7 @@ async fn every_sign_in_issues_a_new_session_id() {
     let h = Harness::start(Options::default()).await;
     let b = h.signed_in("alice@contoso.example").await;
     let first = b.cookie("entra_gw_agent").unwrap();
-    let landed = b
-        .sign_in("/auth/login?rd=%2Fagain", "alice@contoso.example")
-        .await;
+    let landed = b.sign_in("/auth/login?rd=%2Fagain", "alice@contoso.example").await;
     assert_eq!(landed, "/again");
     let second = b.cookie("entra_gw_agent").unwrap();
     assert_ne!(first, second, "fresh id at every sign-in");

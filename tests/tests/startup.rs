@@ -14,9 +14,7 @@ async fn start_against(
     let portal = format!("http://127.0.0.1:{port}");
     let mut cfg = mock_config(&portal);
     cfg.discovery_overrides = overrides;
-    let entra = MockEntra::start(cfg, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let entra = MockEntra::start(cfg, "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let mut yaml = Harness::config_yaml(
         &Options::default(),
         port,
@@ -55,9 +53,7 @@ async fn refuses_a_discovery_document_with_another_issuer() {
     let mut o = serde_json::Map::new();
     o.insert(
         "issuer".into(),
-        json!(format!(
-            "https://login.microsoftonline.com/{OTHER_TENANT}/v2.0"
-        )),
+        json!(format!("https://login.microsoftonline.com/{OTHER_TENANT}/v2.0")),
     );
     let (code, err) = start_against(o, None).await;
     assert_eq!(code, 1, "{err}");

@@ -2,10 +2,9 @@
 //! callback can receive. Each test also proves the same path accepts a good
 //! token, so a refusal is the rule's doing and not a broken harness.
 
-use e2e::browser::Resp;
 use e2e::*;
 use entra_gateway::demo::mock_entra::{Signing, TokenSpec};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -14,63 +13,11 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
-/// Starts a login, mints a token for it (as `mutate` says), posts it back.
-async fn attempt(h: &Harness, b: &Browser, mutate: impl FnOnce(&mut TokenSpec)) -> Resp {
-    let a = b.begin_login("/").await;
-    let mut spec = TokenSpec {
-        user: "alice@contoso.example".into(),
-        client_id: CLIENT_ID.into(),
-        nonce: a.param("nonce").map(str::to_string),
-        claims: Map::new(),
-        signing: Signing::Active,
-    };
-    mutate(&mut spec);
-    let token = h.entra.mint(&spec);
-    let fp = FormPost {
-        action: a.param("redirect_uri").unwrap().to_string(),
-        fields: vec![
-            ("id_token".into(), token),
-            ("state".into(), a.param("state").unwrap().to_string()),
-        ],
-    };
-    b.deliver(&fp).await
-}
-
-async fn assert_refused(b: &Browser, r: &Resp, reason: &str) {
-    assert!(
-        (400..500).contains(&r.status),
-        "refusal is 4xx, got {}: {}",
-        r.status,
-        r.body
-    );
-    assert!(
-        r.location().is_none(),
-        "refusals are answered directly, never redirected"
-    );
-    assert!(
-        r.body
-            .contains(&format!("<span id=\"reason\">{reason}</span>")),
-        "reason {reason} in page:\n{}",
-        r.body
-    );
-    assert!(
-        r.set_cookies
-            .iter()
-            .all(|c| !c.name.ends_with("_agent") || c.is_deletion()),
-        "no session cookie on refusal"
-    );
-    assert_eq!(b.whoami().await.status, 401, "still signed out");
-}
-
 async fn refused_with(mutate: impl FnOnce(&mut TokenSpec), reason: &str) {
     let h = Harness::start(Options::default()).await;
     let b = h.browser();
     let ok = attempt(&h, &b, |_| {}).await;
-    assert_eq!(
-        ok.status, 303,
-        "control: an unmodified token is accepted: {}",
-        ok.body
-    );
+    assert_eq!(ok.status, 303, "control: an unmodified token is accepted: {}", ok.body);
     let b = h.browser();
     let r = attempt(&h, &b, mutate).await;
     assert_refused(&b, &r, reason).await;
@@ -124,13 +71,7 @@ async fn wrong_audience() {
 #[tokio::test(flavor = "multi_thread")]
 async fn audience_array_with_another_app() {
     refused_with(
-        |s| {
-            set(
-                s,
-                "aud",
-                json!([CLIENT_ID, "99999999-9999-4999-8999-999999999999"]),
-            )
-        },
+        |s| set(s, "aud", json!([CLIENT_ID, "99999999-9999-4999-8999-999999999999"])),
         "wrong_audience",
     )
     .await;
@@ -172,13 +113,7 @@ async fn issuer_with_trailing_slash() {
 #[tokio::test(flavor = "multi_thread")]
 async fn v1_issuer() {
     refused_with(
-        |s| {
-            set(
-                s,
-                "iss",
-                json!(format!("https://sts.windows.net/{TENANT}/")),
-            )
-        },
+        |s| set(s, "iss", json!(format!("https://sts.windows.net/{TENANT}/"))),
         "wrong_issuer",
     )
     .await;
@@ -262,11 +197,7 @@ async fn clock_skew_is_tolerated_within_the_configured_window() {
         set(s, "nbf", json!(now() + 120));
     })
     .await;
-    assert_eq!(
-        r.status, 303,
-        "2 minutes off is inside the default 5m skew: {}",
-        r.body
-    );
+    assert_eq!(r.status, 303, "2 minutes off is inside the default 5m skew: {}", r.body);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -354,11 +285,7 @@ async fn key_rotation_is_picked_up_with_one_refetch() {
     h.entra.retire_old_keys(TENANT);
     let b = h.browser();
     let r = attempt(&h, &b, |_| {}).await;
-    assert_eq!(
-        r.status, 303,
-        "a token signed with the new key is accepted: {}",
-        r.body
-    );
+    assert_eq!(r.status, 303, "a token signed with the new key is accepted: {}", r.body);
     assert_eq!(h.entra.jwks_fetch_count(TENANT), before + 1);
 }
 

@@ -4,7 +4,7 @@
 use super::{RequestContext, param, params};
 use crate::app::App;
 use crate::entra::token::{CodeExchange, ExchangeError, exchange};
-use crate::entra::validate::{c_hash, unverified_c_hash, validate_id_token};
+use crate::entra::validate::{c_hash, peek_claims, validate_id_token};
 use crate::metrics::METRICS;
 use crate::respond::{self, Resp};
 use crate::session::{LoginRecord, Session, SessionId, now_unix, random_token};
@@ -12,7 +12,8 @@ use bytes::Bytes;
 use cookie::SameSite;
 use http::Request;
 use policy::Reason;
-use policy::claims::{TokenExpectations, VerifiedIdentity};
+use policy::TenantId;
+use policy::claims::{TokenExpectations, VerifiedIdentity, check_issuer_and_tenant};
 use policy::cookies::{login_cookie_name, session_cookie_name};
 use std::time::Instant;
 use subtle::ConstantTimeEq;
@@ -24,6 +25,8 @@ struct Refused {
     detail: Option<String>,
     /// The login cookie to clear (once the state has been consumed).
     clear_cookie: Option<String>,
+    /// The token's tenant, when it is a GUID (logged with tenant refusals).
+    tid: Option<String>,
 }
 
 impl From<Reason> for Refused {
@@ -32,6 +35,7 @@ impl From<Reason> for Refused {
             reason,
             detail: None,
             clear_cookie: None,
+            tid: None,
         }
     }
 }
@@ -49,20 +53,16 @@ pub async fn handle(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Res
             resp
         }
         Err(r) => {
-            let result = if r.reason.status() >= 500 {
-                "error"
-            } else {
-                "refused"
-            };
-            METRICS
-                .signins
-                .with_label_values(&[result, r.reason.code()])
-                .inc();
+            let result = if r.reason.status() >= 500 { "error" } else { "refused" };
+            METRICS.signins.with_label_values(&[result, r.reason.code()]).inc();
             METRICS
                 .signin_duration
                 .with_label_values(&[result])
                 .observe(started.elapsed().as_secs_f64());
-            tracing::warn!(event = "signin", result, reason = r.reason.code(), portal = %portal.name);
+            tracing::warn!(
+                event = "signin", result, reason = r.reason.code(), portal = %portal.name,
+                tid = r.tid.as_deref().unwrap_or("")
+            );
             // The callback is always a top-level navigation (form_post).
             let mut resp = respond::refusal(r.reason, r.detail.as_deref(), Some(portal), true);
             if let Some(name) = r.clear_cookie {
@@ -105,6 +105,7 @@ async fn complete(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Resul
         reason,
         detail: None,
         clear_cookie: clear.clone(),
+        tid: None,
     };
     let record: LoginRecord = record.ok_or_else(|| refuse(Reason::StateUnknown))?;
     if !bool::from(record.binding.as_bytes().ct_eq(binding.as_bytes())) {
@@ -116,17 +117,20 @@ async fn complete(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Resul
 
     if let Some(error) = param(&p, "error") {
         let description = param(&p, "error_description").unwrap_or("");
-        let detail: String = format!("{error}: {description}")
-            .chars()
-            .take(400)
-            .collect();
+        let detail: String = format!("{error}: {description}").chars().take(400).collect();
         return Err(Refused {
             reason: Reason::IdpError,
             detail: Some(detail),
             clear_cookie: clear,
+            tid: None,
         });
     }
 
+    let login_tenant: Option<TenantId> = record.tenant.as_deref().and_then(|t| t.parse().ok());
+    let token_endpoint = match &login_tenant {
+        Some(t) => app.for_tenant(&app.metadata.token_endpoint, t),
+        None => app.metadata.token_endpoint.clone(),
+    };
     let (id_token, code) = match &record.pkce_verifier {
         Some(verifier) => {
             let code = param(&p, "code").ok_or_else(|| refuse(Reason::TokenMissing))?;
@@ -139,11 +143,11 @@ async fn complete(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Resul
             let token = exchange(
                 &app.http,
                 CodeExchange {
-                    token_endpoint: &app.metadata.token_endpoint,
+                    token_endpoint: &token_endpoint,
                     client_id: app.config.entra.client_id.as_str(),
                     client_secret: secret,
                     code,
-                    redirect_uri: &portal.redirect_uri(),
+                    redirect_uri: &record.redirect_uri,
                     code_verifier: verifier,
                 },
             )
@@ -165,20 +169,38 @@ async fn complete(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Resul
         ),
     };
 
-    let login_tenant = record.tenant.as_deref().and_then(|t| t.parse().ok());
+    let tenants = app.tenant_policy();
     let expect = TokenExpectations {
         issuer_host: &app.config.entra.issuer_host,
         client_id: &app.config.entra.client_id,
-        tenants: &app.tenant_policy,
+        tenants: &tenants,
         login_tenant: login_tenant.as_ref(),
         nonce: &record.nonce,
         now: now_unix(),
         skew_secs: app.config.entra.clock_skew.as_secs() as i64,
     };
-    let identity = validate_id_token(&app.jwks, &app.metadata.jwks_uri, &id_token, &expect)
+    // Who issued it decides, before anything is fetched for that tenant.
+    let unverified = peek_claims(&id_token).map_err(refuse)?;
+    let tid = check_issuer_and_tenant(&unverified, &expect).map_err(|reason| {
+        let named = unverified.tid.as_deref().and_then(|t| t.parse::<TenantId>().ok());
+        Refused {
+            reason,
+            detail: (reason == Reason::TenantNotAllowed)
+                .then(|| {
+                    named
+                        .as_ref()
+                        .map(|t| format!("Tenant {t} is not allowed to sign in here."))
+                })
+                .flatten(),
+            clear_cookie: clear.clone(),
+            tid: named.map(|t| t.to_string()),
+        }
+    })?;
+    let jwks_uri = app.for_tenant(&app.metadata.jwks_uri, &tid);
+    let identity = validate_id_token(&app.jwks, &jwks_uri, &id_token, &expect)
         .await
         .map_err(refuse)?;
-    if let (Some(code), Some(h)) = (code, unverified_c_hash(&id_token))
+    if let (Some(code), Some(h)) = (code, unverified.c_hash.as_deref())
         && h != c_hash(code)
     {
         return Err(refuse(Reason::CHashMismatch));
@@ -210,10 +232,7 @@ async fn create_session(
         let d = (app.config.sso.remember_me_days * 86_400) as i64;
         (d, d)
     } else {
-        (
-            cfg.idle_timeout.as_secs() as i64,
-            cfg.absolute_timeout.as_secs() as i64,
-        )
+        (cfg.idle_timeout.as_secs() as i64, cfg.absolute_timeout.as_secs() as i64)
     };
     let session = Session {
         portal: portal.name.clone(),
@@ -241,16 +260,13 @@ async fn create_session(
     let session_cookie = session_cookie_name(&cfg.cookie_name, &portal.name, cx.secure_cookies);
     let cookies = respond::request_cookies(req.headers());
     if let Some(old) = respond::find_cookie(&cookies, &session_cookie).and_then(SessionId::parse) {
-        let _ = app
-            .store_op("delete_session", app.store.delete_session(&old))
-            .await;
+        let _ = app.store_op("delete_session", app.store.delete_session(&old)).await;
         app.forget_assertion(&old);
     }
     let sid = SessionId::generate();
     app.store_op(
         "put_session",
-        app.store
-            .put_session(&sid, &session, app.session_ttl(&session, now)),
+        app.store.put_session(&sid, &session, app.session_ttl(&session, now)),
     )
     .await
     .map_err(|_| Reason::StoreUnavailable)?;

@@ -29,10 +29,7 @@ fn pending_login_cookies(app: &App, req: &Request<Bytes>) -> Vec<(String, i64)> 
         .into_iter()
         .filter(|(n, _)| n.strip_prefix("__Host-").unwrap_or(n).starts_with(&base))
         .map(|(n, v)| {
-            let started = v
-                .split_once('.')
-                .and_then(|(t, _)| t.parse().ok())
-                .unwrap_or(0);
+            let started = v.split_once('.').and_then(|(t, _)| t.parse().ok()).unwrap_or(0);
             (n, started)
         })
         .collect();
@@ -40,13 +37,7 @@ fn pending_login_cookies(app: &App, req: &Request<Bytes>) -> Vec<(String, i64)> 
     v
 }
 
-pub async fn start(
-    app: &App,
-    req: &Request<Bytes>,
-    cx: &RequestContext,
-    rd: Option<&str>,
-    remember_me: bool,
-) -> Resp {
+pub async fn start(app: &App, req: &Request<Bytes>, cx: &RequestContext, rd: Option<&str>, remember_me: bool) -> Resp {
     let portal = app.portal(cx.portal);
     let nav = super::is_navigation(req) || req.method() == http::Method::POST;
     let return_to = policy::paths::safe_return_path(rd, &portal.path("/"));
@@ -57,6 +48,14 @@ pub async fn start(
     let binding = random_token(32);
     let pkce_verifier = entra.client_secret.as_ref().map(|_| random_token(48));
     let now = now_unix();
+    let client = cx.client.map(|i| &app.config.clients[i]);
+    // The tenant this login is sent to: the app's own (single-tenant), a
+    // client's own (its branded sign-in), else the multi-tenant authority.
+    let tenant = match entra.tenant_type {
+        crate::config::TenantType::Single => Some(entra.tenant_id.clone()),
+        crate::config::TenantType::Multi => client.and_then(|c| c.tenant_id.clone()),
+    };
+    let redirect_uri = format!("{}/auth/account/azureresponse", cx.portal_url);
     let record = LoginRecord {
         portal: portal.name.clone(),
         nonce: nonce.clone(),
@@ -64,11 +63,9 @@ pub async fn start(
         pkce_verifier: pkce_verifier.clone(),
         return_to,
         remember_me,
-        tenant: match entra.tenant_type {
-            crate::config::TenantType::Single => Some(entra.tenant_id.to_string()),
-            crate::config::TenantType::Multi => None,
-        },
-        client: None,
+        tenant: tenant.as_ref().map(ToString::to_string),
+        client: client.map(|c| c.name.clone()),
+        redirect_uri: redirect_uri.clone(),
         started_at: now,
     };
     if app
@@ -79,20 +76,20 @@ pub async fn start(
         return respond::refusal(Reason::StoreUnavailable, None, Some(portal), nav);
     }
 
-    let mut url = url::Url::parse(&app.metadata.authorization_endpoint)
+    let authorize = match &tenant {
+        Some(t) => app.for_tenant(&app.metadata.authorization_endpoint, t),
+        None => app.metadata.authorization_endpoint.clone(),
+    };
+    let mut url = url::Url::parse(&authorize)
         .unwrap_or_else(|_| url::Url::parse("https://invalid.invalid/").expect("static URL"));
     {
         let mut q = url.query_pairs_mut();
         q.append_pair("client_id", entra.client_id.as_str());
         q.append_pair(
             "response_type",
-            if pkce_verifier.is_some() {
-                "code"
-            } else {
-                "id_token"
-            },
+            if pkce_verifier.is_some() { "code" } else { "id_token" },
         );
-        q.append_pair("redirect_uri", &portal.redirect_uri());
+        q.append_pair("redirect_uri", &redirect_uri);
         q.append_pair("response_mode", "form_post");
         q.append_pair("scope", "openid profile email");
         q.append_pair("state", &state);
@@ -102,7 +99,12 @@ pub async fn start(
             q.append_pair("code_challenge", &challenge);
             q.append_pair("code_challenge_method", "S256");
         }
-        if let Some(d) = &entra.federated_domain {
+        // A convenience that skips home-realm discovery, not a control: the
+        // tenant rules apply to whatever token comes back.
+        if let Some(d) = client
+            .and_then(|c| c.federated_domain.as_ref())
+            .or(entra.federated_domain.as_ref())
+        {
             q.append_pair("domain_hint", d);
         }
     }
@@ -114,20 +116,13 @@ pub async fn start(
     let excess = (pending.len() + 1).saturating_sub(MAX_PENDING_LOGINS);
     for (name, _) in pending.into_iter().take(excess) {
         let bare = name.strip_prefix("__Host-").unwrap_or(&name).to_string();
-        respond::add_cookie(
-            &mut resp,
-            &respond::expired_cookie(prefixed(&bare, secure), secure),
-        );
+        respond::add_cookie(&mut resp, &respond::expired_cookie(prefixed(&bare, secure), secure));
     }
     let same_site = match login_cookie_same_site(secure) {
         "None" => SameSite::None,
         _ => SameSite::Lax,
     };
-    let name = login_cookie_name(
-        &app.config.session.cookie_name,
-        &state[..STATE_TAG_LEN],
-        secure,
-    );
+    let name = login_cookie_name(&app.config.session.cookie_name, &state[..STATE_TAG_LEN], secure);
     let c = respond::cookie(
         name,
         format!("{now}.{binding}"),

@@ -23,22 +23,14 @@ fn same_origin(req: &Request<Bytes>, portal: &Portal) -> bool {
             .get(http::header::ORIGIN)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|o| {
-                portal.url.starts_with(o)
-                    && portal.url[o.len()..]
-                        .chars()
-                        .next()
-                        .is_none_or(|c| c == '/')
+                portal.url.starts_with(o) && portal.url[o.len()..].chars().next().is_none_or(|c| c == '/')
             }),
     }
 }
 
 pub async fn handle(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Resp {
     let portal = app.portal(cx.portal);
-    let cookie_name = session_cookie_name(
-        &app.config.session.cookie_name,
-        &portal.name,
-        cx.secure_cookies,
-    );
+    let cookie_name = session_cookie_name(&app.config.session.cookie_name, &portal.name, cx.secure_cookies);
     let cookies = respond::request_cookies(req.headers());
     let current = match respond::find_cookie(&cookies, &cookie_name) {
         Some(v) => match app.session_for_cookie(v, portal).await {
@@ -50,10 +42,7 @@ pub async fn handle(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Res
     let Some((id, session)) = current else {
         // Nothing to end: say so plainly (and clear a stale cookie).
         let mut r = respond::redirect(303, &portal.path("/auth/logged-out"));
-        respond::add_cookie(
-            &mut r,
-            &respond::expired_cookie(cookie_name, cx.secure_cookies),
-        );
+        respond::add_cookie(&mut r, &respond::expired_cookie(cookie_name, cx.secure_cookies));
         return r;
     };
 
@@ -101,15 +90,14 @@ async fn end_session(
 
     let location = match (&app.metadata.end_session_endpoint, slo) {
         (Some(end), true) => {
-            let mut url = url::Url::parse(end).unwrap_or_else(|_| {
-                url::Url::parse("https://invalid.invalid/").expect("static URL")
-            });
+            let mut url = url::Url::parse(end)
+                .unwrap_or_else(|_| url::Url::parse("https://invalid.invalid/").expect("static URL"));
             {
                 let mut q = url.query_pairs_mut();
                 q.append_pair("client_id", app.config.entra.client_id.as_str());
                 q.append_pair(
                     "post_logout_redirect_uri",
-                    &portal.post_logout_redirect_uri(),
+                    &format!("{}/auth/logged-out", cx.portal_url),
                 );
                 // The login_hint claim, never an email: it names the account
                 // to Entra without disclosing anything to a log.
@@ -122,9 +110,6 @@ async fn end_session(
         _ => portal.path("/auth/logged-out"),
     };
     let mut r = respond::redirect(303, &location);
-    respond::add_cookie(
-        &mut r,
-        &respond::expired_cookie(cookie_name, cx.secure_cookies),
-    );
+    respond::add_cookie(&mut r, &respond::expired_cookie(cookie_name, cx.secure_cookies));
     r
 }

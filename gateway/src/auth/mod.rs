@@ -20,6 +20,11 @@ pub struct RequestContext {
     pub secure_cookies: bool,
     /// The path inside the portal (`/auth/login`).
     pub rel_path: String,
+    /// The client whose host the request came to, if any.
+    pub client: Option<usize>,
+    /// The portal's public URL as this browser reaches it (the client's host
+    /// when there is one), without trailing slash.
+    pub portal_url: String,
 }
 
 pub fn is_navigation(req: &Request<Bytes>) -> bool {
@@ -56,10 +61,7 @@ pub fn params(req: &Request<Bytes>) -> Vec<(String, String)> {
 }
 
 pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
+    params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }
 
 /// Routes a request whose portal-relative path starts with `/auth/`.
@@ -73,36 +75,22 @@ pub async fn handle(app: &App, req: Request<Bytes>, cx: &RequestContext) -> Resp
         }
         (Method::POST, "/auth/login") => {
             let p = params(&req);
-            let remember =
-                param(&p, "remember_me").is_some_and(|v| v == "on" || v == "1" || v == "true");
+            let remember = param(&p, "remember_me").is_some_and(|v| v == "on" || v == "1" || v == "true");
             login::start(app, &req, cx, param(&p, "rd"), remember).await
         }
-        (Method::GET | Method::POST, "/auth/account/azureresponse") => {
-            callback::handle(app, &req, cx).await
-        }
+        (Method::GET | Method::POST, "/auth/account/azureresponse") => callback::handle(app, &req, cx).await,
         (Method::GET | Method::POST, "/auth/logout") => logout::handle(app, &req, cx).await,
         (Method::GET, "/auth/logged-out") => respond::html(
             200,
-            crate::pages::logged_out(
-                &portal.path("/auth/login"),
-                portal.branding.color.as_deref(),
-            ),
+            crate::pages::logged_out(&portal.path("/auth/login"), portal.branding.color.as_deref()),
         ),
-        (
-            _,
-            "/auth/login" | "/auth/account/azureresponse" | "/auth/logout" | "/auth/logged-out",
-        ) => {
+        (_, "/auth/login" | "/auth/account/azureresponse" | "/auth/logout" | "/auth/logged-out") => {
             let mut r = respond::json(405, &serde_json::json!({ "error": "method_not_allowed" }));
             *r.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
             r
         }
         _ => {
-            let mut r = respond::refusal(
-                Reason::BadRequest,
-                Some("No such gateway page."),
-                Some(portal),
-                nav,
-            );
+            let mut r = respond::refusal(Reason::BadRequest, Some("No such gateway page."), Some(portal), nav);
             *r.status_mut() = http::StatusCode::NOT_FOUND;
             r
         }

@@ -35,9 +35,7 @@ pub fn parse(s: &str) -> Result<Duration, String> {
         num.clear();
     }
     if !num.is_empty() {
-        return Err(format!(
-            "{s:?}: missing unit (use s, m, h or d, e.g. \"30s\")"
-        ));
+        return Err(format!("{s:?}: missing unit (use s, m, h or d, e.g. \"30s\")"));
     }
     Ok(Duration::from_secs(total))
 }

@@ -35,10 +35,7 @@ impl fmt::Display for ConfigError {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{} problem(s) in the configuration", .0.len())]
     Invalid(Vec<ConfigError>),
 }
@@ -167,15 +164,16 @@ impl Entra {
     /// The issuer discovery must announce: the tenant's, or the template.
     pub fn expected_discovery_issuer(&self) -> String {
         match self.tenant_type {
-            TenantType::Single => {
-                policy::claims::issuer_for(&self.issuer_host, self.tenant_id.as_str())
-            }
+            TenantType::Single => policy::claims::issuer_for(&self.issuer_host, self.tenant_id.as_str()),
             TenantType::Multi => format!("{}/{{tenantid}}/v2.0", self.issuer_host),
         }
     }
 
-    pub fn tenant_policy(&self) -> TenantPolicy {
-        let listed = self.allowed_tenants.iter().cloned().collect();
+    /// `with_extra`: tenants allowed besides the static list (per-client
+    /// tenants, the CSP sync's customers).
+    pub fn tenant_policy(&self, with_extra: impl IntoIterator<Item = TenantId>) -> TenantPolicy {
+        let mut listed: std::collections::BTreeSet<TenantId> = self.allowed_tenants.iter().cloned().collect();
+        listed.extend(with_extra);
         match (self.tenant_type, self.sign_in_scope) {
             (TenantType::Single, _) => TenantPolicy::Single(self.tenant_id.clone()),
             (TenantType::Multi, SignInScope::Restricted) => TenantPolicy::Restricted(listed),
@@ -306,10 +304,7 @@ pub struct Identity {
 pub enum Directory {
     Open,
     Builtin,
-    Http {
-        lookup_url: Url,
-        create_url: Option<Url>,
-    },
+    Http { lookup_url: Url, create_url: Option<Url> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -355,6 +350,25 @@ impl Config {
 
     pub fn portal_routes(&self) -> Vec<PortalRoute> {
         self.portals.iter().map(|p| p.route.clone()).collect()
+    }
+
+    /// Tenants configured per client: allowed without being listed again.
+    pub fn client_tenants(&self) -> impl Iterator<Item = TenantId> + '_ {
+        self.clients.iter().filter_map(|c| c.tenant_id.clone())
+    }
+
+    /// Every public URL a portal is reached at: its own, and its path on
+    /// each client host (same scheme).
+    pub fn portal_urls(&self, p: &Portal) -> Vec<String> {
+        let scheme = if p.https { "https" } else { "http" };
+        std::iter::once(p.url.clone())
+            .chain(
+                self.clients
+                    .iter()
+                    .flat_map(|c| c.hosts.iter())
+                    .map(|h| format!("{scheme}://{h}{}", p.route.path_prefix)),
+            )
+            .collect()
     }
 }
 

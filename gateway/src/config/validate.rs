@@ -64,14 +64,7 @@ impl Ctx<'_> {
         Some(out)
     }
 
-    fn duration(
-        &mut self,
-        path: &str,
-        value: Option<&str>,
-        default: &str,
-        min: u64,
-        max: u64,
-    ) -> Duration {
+    fn duration(&mut self, path: &str, value: Option<&str>, default: &str, min: u64, max: u64) -> Duration {
         let text = value.unwrap_or(default);
         match duration::parse(text) {
             Ok(d) if d.as_secs() < min || d.as_secs() > max => {
@@ -140,10 +133,7 @@ pub fn is_loopback_url(url: &Url) -> bool {
 }
 
 fn is_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 40
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !s.is_empty() && s.len() <= 40 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// Validates the file model. `env` resolves `${VAR}` references.
@@ -166,6 +156,18 @@ pub fn validate(raw: RawConfig, env: Env<'_>) -> Result<Config, Vec<ConfigError>
     let directory = directory(&mut cx, raw.directory);
     let routes = routes(&mut cx, raw.routes);
 
+    if let Some(e) = &entra
+        && e.tenant_type == TenantType::Single
+    {
+        for (i, c) in clients.iter().enumerate() {
+            if c.tenant_id.as_ref().is_some_and(|t| *t != e.tenant_id) {
+                cx.err(
+                    format!("clients[{i}].tenant_id"),
+                    "a tenant of its own needs entra.tenant_type: multi",
+                );
+            }
+        }
+    }
     if let Some(e) = &entra
         && e.tenant_type == TenantType::Multi
         && sso.auto_create_unmatched_users
@@ -217,9 +219,7 @@ fn server(cx: &mut Ctx<'_>, r: RawServer) -> Server {
         }
     };
     let threads = match r.threads.unwrap_or(0) {
-        0 => std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         n if n > 1024 => {
             cx.err("server.threads", "at most 1024");
             1
@@ -249,9 +249,7 @@ fn server(cx: &mut Ctx<'_>, r: RawServer) -> Server {
     });
     let mut trusted_proxies = Vec::new();
     for (i, p) in r.trusted_proxies.iter().enumerate() {
-        let parsed = p
-            .parse::<IpNet>()
-            .or_else(|_| p.parse::<IpAddr>().map(IpNet::from));
+        let parsed = p.parse::<IpNet>().or_else(|_| p.parse::<IpAddr>().map(IpNet::from));
         match parsed {
             Ok(n) => trusted_proxies.push(n),
             Err(_) => cx.err(
@@ -291,10 +289,7 @@ fn upstream(cx: &mut Ctx<'_>, r: RawUpstream) -> Option<Upstream> {
         "http" => false,
         "https" => true,
         other => {
-            cx.err(
-                "upstream.url",
-                format!("scheme must be http or https, not {other:?}"),
-            );
+            cx.err("upstream.url", format!("scheme must be http or https, not {other:?}"));
             return None;
         }
     };
@@ -309,10 +304,7 @@ fn upstream(cx: &mut Ctx<'_>, r: RawUpstream) -> Option<Upstream> {
         );
     }
     let port = url.port_or_known_default().unwrap_or(80);
-    let sni = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
+    let sni = host.trim_start_matches('[').trim_end_matches(']').to_string();
     Some(Upstream {
         address: format!("{host}:{port}"),
         url,
@@ -335,10 +327,7 @@ fn entra(cx: &mut Ctx<'_>, r: RawEntra) -> Option<Entra> {
         "single" => TenantType::Single,
         "multi" => TenantType::Multi,
         other => {
-            cx.err(
-                "entra.tenant_type",
-                format!("{other:?}: expected single or multi"),
-            );
+            cx.err("entra.tenant_type", format!("{other:?}: expected single or multi"));
             TenantType::Single
         }
     };
@@ -365,20 +354,12 @@ fn entra(cx: &mut Ctx<'_>, r: RawEntra) -> Option<Entra> {
     if let Some(d) = &federated_domain
         && !d.contains('.')
     {
-        cx.err(
-            "entra.federated_domain",
-            format!("{d:?} is not a domain name"),
-        );
+        cx.err("entra.federated_domain", format!("{d:?} is not a domain name"));
     }
     if let Some(d) = &federated_domain
-        && !d
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        && !d.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
     {
-        cx.err(
-            "entra.federated_domain",
-            format!("{d:?} is not a domain name"),
-        );
+        cx.err("entra.federated_domain", format!("{d:?} is not a domain name"));
     }
 
     let multi = tenant_type == TenantType::Multi;
@@ -386,26 +367,17 @@ fn entra(cx: &mut Ctx<'_>, r: RawEntra) -> Option<Entra> {
         None | Some("restricted") => SignInScope::Restricted,
         Some("all") => SignInScope::All,
         Some(other) => {
-            cx.err(
-                "entra.sign_in_scope",
-                format!("{other:?}: expected restricted or all"),
-            );
+            cx.err("entra.sign_in_scope", format!("{other:?}: expected restricted or all"));
             SignInScope::Restricted
         }
     };
     if !multi && r.sign_in_scope.is_some() {
-        cx.err(
-            "entra.sign_in_scope",
-            "only applies to entra.tenant_type: multi",
-        );
+        cx.err("entra.sign_in_scope", "only applies to entra.tenant_type: multi");
     }
     let mut allowed_tenants = Vec::new();
     if let Some(list) = &r.allowed_tenants {
         if !multi && !list.is_empty() {
-            cx.err(
-                "entra.allowed_tenants",
-                "only applies to entra.tenant_type: multi",
-            );
+            cx.err("entra.allowed_tenants", "only applies to entra.tenant_type: multi");
         }
         for (i, t) in list.iter().enumerate() {
             if let Some(t) = cx.guid::<TenantId>(&format!("entra.allowed_tenants[{i}]"), Some(t)) {
@@ -417,19 +389,10 @@ fn entra(cx: &mut Ctx<'_>, r: RawEntra) -> Option<Entra> {
     cx.unknown("entra.csp_sync", &csp.unknown);
     let csp_sync = CspSync {
         enabled: csp.enabled,
-        interval: cx.duration(
-            "entra.csp_sync.interval",
-            csp.interval.as_deref(),
-            "1h",
-            60,
-            7 * 86400,
-        ),
+        interval: cx.duration("entra.csp_sync.interval", csp.interval.as_deref(), "1h", 5, 7 * 86400),
     };
     if csp_sync.enabled && !multi {
-        cx.err(
-            "entra.csp_sync.enabled",
-            "only applies to entra.tenant_type: multi",
-        );
+        cx.err("entra.csp_sync.enabled", "only applies to entra.tenant_type: multi");
     }
     if csp_sync.enabled && client_secret.is_none() {
         cx.err(
@@ -437,11 +400,7 @@ fn entra(cx: &mut Ctx<'_>, r: RawEntra) -> Option<Entra> {
             "needs entra.client_secret (client-credentials access to Graph)",
         );
     }
-    if multi
-        && sign_in_scope == SignInScope::Restricted
-        && allowed_tenants.is_empty()
-        && !csp_sync.enabled
-    {
+    if multi && sign_in_scope == SignInScope::Restricted && allowed_tenants.is_empty() && !csp_sync.enabled {
         cx.err(
             "entra.allowed_tenants",
             "sign_in_scope: restricted with an empty list and no csp_sync would let nobody in",
@@ -489,10 +448,7 @@ fn sso(cx: &mut Ctx<'_>, r: RawSso) -> Sso {
         "email" => MatchBy::Email,
         "unique_id" => MatchBy::UniqueId,
         other => {
-            cx.err(
-                "sso.match_by",
-                format!("{other:?}: expected email or unique_id"),
-            );
+            cx.err("sso.match_by", format!("{other:?}: expected email or unique_id"));
             MatchBy::Email
         }
     };
@@ -534,10 +490,7 @@ fn two_factor(cx: &mut Ctx<'_>, r: RawTwoFactor) -> TwoFactor {
         );
     }
     if !(1..=365).contains(&r.dont_ask_again_days) {
-        cx.err(
-            "two_factor.dont_ask_again_days",
-            "must be between 1 and 365",
-        );
+        cx.err("two_factor.dont_ask_again_days", "must be between 1 and 365");
     }
     TwoFactor {
         required_for,
@@ -556,10 +509,7 @@ fn branding(cx: &mut Ctx<'_>, path: &str, r: Option<RawBranding>) -> Branding {
     if let Some(c) = &r.color {
         let hex = c.strip_prefix('#').unwrap_or("");
         if !(matches!(hex.len(), 3 | 6) && hex.chars().all(|h| h.is_ascii_hexdigit())) {
-            cx.err(
-                format!("{path}.color"),
-                format!("{c:?} is not a colour like #0b5cad"),
-            );
+            cx.err(format!("{path}.color"), format!("{c:?} is not a colour like #0b5cad"));
         }
     }
     if let Some(l) = &r.logo_url
@@ -584,7 +534,10 @@ fn branding(cx: &mut Ctx<'_>, path: &str, r: Option<RawBranding>) -> Branding {
 
 fn portals(cx: &mut Ctx<'_>, raw: Vec<RawPortal>, insecure_dev: bool) -> Vec<Portal> {
     if raw.is_empty() {
-        cx.err("portals", "at least one portal is required (e.g. { name: agent, kind: agent, url: \"https://app.example.com\" })");
+        cx.err(
+            "portals",
+            "at least one portal is required (e.g. { name: agent, kind: agent, url: \"https://app.example.com\" })",
+        );
     }
     let mut out: Vec<Portal> = Vec::new();
     for (i, r) in raw.into_iter().enumerate() {
@@ -650,10 +603,7 @@ fn portals(cx: &mut Ctx<'_>, raw: Vec<RawPortal>, insecure_dev: bool) -> Vec<Por
             path_prefix,
         };
         if out.iter().any(|o| o.name == name) {
-            cx.err(
-                format!("{p}.name"),
-                format!("{name:?} is used by another portal"),
-            );
+            cx.err(format!("{p}.name"), format!("{name:?} is used by another portal"));
         }
         if out.iter().any(|o| o.route == route) {
             cx.err(format!("{p}.url"), "another portal has the same URL");
@@ -680,19 +630,32 @@ fn clients(cx: &mut Ctx<'_>, raw: Vec<RawClient>) -> Vec<Client> {
             cx.err(format!("{p}.name"), "required: letters, digits, '_' or '-'");
         }
         if out.iter().any(|o| o.name == name) {
-            cx.err(
-                format!("{p}.name"),
-                format!("{name:?} is used by another client"),
-            );
+            cx.err(format!("{p}.name"), format!("{name:?} is used by another client"));
         }
         if r.hosts.is_empty() {
             cx.err(format!("{p}.hosts"), "at least one host is required");
+        }
+        for (j, h) in r.hosts.iter().enumerate() {
+            let ok = !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
+            if !ok {
+                cx.err(format!("{p}.hosts[{j}]"), format!("{h:?} is not a host name"));
+            }
+            if out.iter().any(|o| o.hosts.contains(&policy::portal::bare_authority(h))) {
+                cx.err(format!("{p}.hosts[{j}]"), format!("{h:?} belongs to another client"));
+            }
+        }
+        if let Some(d) = &r.federated_domain
+            && !(d.contains('.') && d.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'))
+        {
+            cx.err(format!("{p}.federated_domain"), format!("{d:?} is not a domain name"));
         }
         let tenant_id = cx.guid(&format!("{p}.tenant_id"), r.tenant_id.as_deref());
         let branding = branding(cx, &format!("{p}.branding"), r.branding);
         out.push(Client {
             name,
-            hosts: r.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            hosts: r.hosts.iter().map(|h| policy::portal::bare_authority(h)).collect(),
             tenant_id,
             auto_redirect_users: r.auto_redirect_users,
             federated_domain: r.federated_domain,
@@ -743,39 +706,22 @@ fn session(cx: &mut Ctx<'_>, r: RawSession) -> SessionConfig {
             StoreConfig::Redis { urls: expanded }
         }
         other => {
-            cx.err(
-                "session.store",
-                format!("{other:?}: expected memory or redis"),
-            );
+            cx.err("session.store", format!("{other:?}: expected memory or redis"));
             StoreConfig::Memory
         }
     };
     let cookie_name = r.cookie_name.unwrap_or_else(|| "entra_gw".into());
     if !(!cookie_name.is_empty()
         && cookie_name.len() <= 32
-        && cookie_name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        && cookie_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
     {
-        cx.err(
-            "session.cookie_name",
-            "letters, digits and '_' only, at most 32",
-        );
+        cx.err("session.cookie_name", "letters, digits and '_' only, at most 32");
     }
     let key_prefix = r.redis_key_prefix.unwrap_or_else(|| "entra_gw:".into());
     if key_prefix.contains(['{', '}']) || key_prefix.chars().any(char::is_whitespace) {
-        cx.err(
-            "session.redis_key_prefix",
-            "must not contain braces or spaces",
-        );
+        cx.err("session.redis_key_prefix", "must not contain braces or spaces");
     }
-    let idle_timeout = cx.duration(
-        "session.idle_timeout",
-        r.idle_timeout.as_deref(),
-        "8h",
-        60,
-        365 * 86400,
-    );
+    let idle_timeout = cx.duration("session.idle_timeout", r.idle_timeout.as_deref(), "8h", 60, 365 * 86400);
     let absolute_timeout = cx.duration(
         "session.absolute_timeout",
         r.absolute_timeout.as_deref(),
@@ -784,18 +730,9 @@ fn session(cx: &mut Ctx<'_>, r: RawSession) -> SessionConfig {
         365 * 86400,
     );
     if idle_timeout > absolute_timeout {
-        cx.err(
-            "session.idle_timeout",
-            "must not exceed session.absolute_timeout",
-        );
+        cx.err("session.idle_timeout", "must not exceed session.absolute_timeout");
     }
-    let local_cache_ttl = cx.duration(
-        "session.local_cache_ttl",
-        r.local_cache_ttl.as_deref(),
-        "5s",
-        0,
-        60,
-    );
+    let local_cache_ttl = cx.duration("session.local_cache_ttl", r.local_cache_ttl.as_deref(), "5s", 0, 60);
     SessionConfig {
         store,
         key_prefix,
@@ -868,10 +805,7 @@ fn directory(cx: &mut Ctx<'_>, r: RawDirectory) -> Directory {
             let lookup = parse("directory.http.lookup_url", h.lookup_url);
             let create_url = parse("directory.http.create_url", h.create_url);
             match lookup {
-                Some(lookup_url) => Directory::Http {
-                    lookup_url,
-                    create_url,
-                },
+                Some(lookup_url) => Directory::Http { lookup_url, create_url },
                 None => {
                     cx.err("directory.http.lookup_url", "required with kind: http");
                     Directory::Open
@@ -879,10 +813,7 @@ fn directory(cx: &mut Ctx<'_>, r: RawDirectory) -> Directory {
             }
         }
         other => {
-            cx.err(
-                "directory.kind",
-                format!("{other:?}: expected open, builtin or http"),
-            );
+            cx.err("directory.kind", format!("{other:?}: expected open, builtin or http"));
             Directory::Open
         }
     }
@@ -897,18 +828,12 @@ fn routes(cx: &mut Ctx<'_>, r: RawRoutes) -> Routes {
             cx.err(path, format!("{p:?} must start with /"));
         } else if let Some(prefix) = p.strip_suffix('*') {
             if prefix.contains('*') || !prefix.ends_with('/') {
-                cx.err(
-                    path,
-                    format!("{p:?}: '*' is only allowed as a final \"/*\""),
-                );
+                cx.err(path, format!("{p:?}: '*' is only allowed as a final \"/*\""));
             } else {
                 public.push(RoutePattern::Prefix(prefix.to_string()));
             }
         } else if p.contains('*') {
-            cx.err(
-                path,
-                format!("{p:?}: '*' is only allowed as a final \"/*\""),
-            );
+            cx.err(path, format!("{p:?}: '*' is only allowed as a final \"/*\""));
         } else {
             public.push(RoutePattern::Exact(p));
         }

@@ -74,22 +74,13 @@ impl Inner {
         let mut v = Validation::new(Algorithm::ES256);
         v.set_audience(&[&self.cfg.audience]);
         v.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v)
-            .map_err(|e| e.to_string())?;
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v).map_err(|e| e.to_string())?;
         Ok(data.claims)
     }
 }
 
-async fn handle(
-    State(s): State<Arc<Inner>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let assertion = headers
-        .get("x-auth-assertion")
-        .and_then(|v| v.to_str().ok());
+async fn handle(State(s): State<Arc<Inner>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let assertion = headers.get("x-auth-assertion").and_then(|v| v.to_str().ok());
     let (verified, claims, error) = match assertion {
         Some(a) => match s.verify(a).await {
             Ok(c) => (true, Value::Object(c), None),
@@ -121,10 +112,7 @@ async fn handle(
     if uri.path().ends_with("/api/whoami") || uri.path().starts_with("/api/") {
         return axum::Json(report).into_response();
     }
-    let name = claims
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or("stranger");
+    let name = claims.get("name").and_then(Value::as_str).unwrap_or("stranger");
     let esc = |s: &str| {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")
@@ -135,13 +123,7 @@ async fn handle(
         .as_object()
         .map(|m| {
             m.iter()
-                .map(|(k, v)| {
-                    format!(
-                        "<tr><th>{}</th><td>{}</td></tr>",
-                        esc(k),
-                        esc(&v.to_string())
-                    )
-                })
+                .map(|(k, v)| format!("<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(&v.to_string())))
                 .collect()
         })
         .unwrap_or_default();

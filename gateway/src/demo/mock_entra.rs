@@ -49,6 +49,13 @@ pub struct MockEntraConfig {
     /// Fields replaced in every discovery document (to test a gateway
     /// that must refuse a tampered one).
     pub discovery_overrides: Map<String, Value>,
+    /// The host in issuers (`iss`, discovery, JWK `issuer`), e.g. a national
+    /// cloud's; default: where the mock is served.
+    pub issuer_host: Option<String>,
+    /// `customerId`s served by Graph `GET /v1.0/contracts`.
+    pub contracts: Vec<String>,
+    /// Contracts per Graph page (default 2, so paging is exercised).
+    pub contracts_page_size: usize,
 }
 
 struct SigningKey {
@@ -105,6 +112,11 @@ struct Inner {
     logouts: Mutex<Vec<LogoutCall>>,
     /// Mock SSO sessions: sid → user, ended by logout.
     sessions: Mutex<HashMap<String, String>>,
+    issuer_host: String,
+    contracts: Mutex<Vec<String>>,
+    graph_failure: Mutex<Option<u16>>,
+    app_tokens: Mutex<Vec<String>>,
+    graph_calls: Mutex<usize>,
 }
 
 /// How a minted token is signed.
@@ -151,9 +163,7 @@ fn now() -> i64 {
 }
 
 fn pairwise_sub(oid: &str, client_id: &str) -> String {
-    URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(
-        format!("{oid}|{client_id}").as_bytes(),
-    ))
+    URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(format!("{oid}|{client_id}").as_bytes()))
 }
 
 fn html_escape(s: &str) -> String {
@@ -170,15 +180,18 @@ impl MockEntra {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let base = format!("http://{local}");
+        let issuer_host = config.issuer_host.clone().unwrap_or_else(|| base.clone());
         let mut keys = HashMap::new();
         for t in &config.tenants {
-            keys.insert(
-                t.clone(),
-                vec![new_signing_key(&format!("{base}/{t}/v2.0"))],
-            );
+            keys.insert(t.clone(), vec![new_signing_key(&format!("{issuer_host}/{t}/v2.0"))]);
         }
         let inner = Arc::new(Inner {
             base,
+            issuer_host,
+            contracts: Mutex::new(config.contracts.clone()),
+            graph_failure: Mutex::new(None),
+            app_tokens: Mutex::new(Vec::new()),
+            graph_calls: Mutex::new(0),
             config,
             keys: Mutex::new(keys),
             codes: Mutex::new(HashMap::new()),
@@ -187,10 +200,7 @@ impl MockEntra {
             sessions: Mutex::new(HashMap::new()),
         });
         let router = Router::new()
-            .route(
-                "/{tenant}/v2.0/.well-known/openid-configuration",
-                get(discovery),
-            )
+            .route("/{tenant}/v2.0/.well-known/openid-configuration", get(discovery))
             .route("/{tenant}/discovery/v2.0/keys", get(jwks))
             .route(
                 "/{tenant}/oauth2/v2.0/authorize",
@@ -198,6 +208,7 @@ impl MockEntra {
             )
             .route("/{tenant}/oauth2/v2.0/token", axum::routing::post(token))
             .route("/{tenant}/oauth2/v2.0/logout", get(logout))
+            .route("/v1.0/contracts", get(contracts))
             .with_state(inner.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
@@ -210,7 +221,29 @@ impl MockEntra {
     }
 
     pub fn issuer(&self, tenant: &str) -> String {
-        format!("{}/{tenant}/v2.0", self.inner.base)
+        format!("{}/{tenant}/v2.0", self.inner.issuer_host)
+    }
+
+    /// Replaces the `issuer` property of a tenant's published keys.
+    pub fn set_key_issuer(&self, tenant: &str, issuer: &str) {
+        if let Some(keys) = self.inner.keys.lock().expect("lock").get_mut(tenant) {
+            for k in keys {
+                k.jwk["issuer"] = json!(issuer);
+            }
+        }
+    }
+
+    pub fn set_contracts(&self, customer_ids: Vec<String>) {
+        *self.inner.contracts.lock().expect("lock") = customer_ids;
+    }
+
+    /// Makes Graph answer this status (None: normal service).
+    pub fn fail_graph(&self, status: Option<u16>) {
+        *self.inner.graph_failure.lock().expect("lock") = status;
+    }
+
+    pub fn graph_calls(&self) -> usize {
+        *self.inner.graph_calls.lock().expect("lock")
     }
 
     /// Publishes a new active key; the old ones stay in the JWKS (as Entra
@@ -262,10 +295,7 @@ impl MockEntra {
 
     /// Mints an ID token as Entra would, then applies the spec's overrides.
     pub fn mint(&self, spec: &TokenSpec) -> String {
-        let user = self
-            .inner
-            .find_user(&spec.user)
-            .expect("mint: unknown user");
+        let user = self.inner.find_user(&spec.user).expect("mint: unknown user");
         let sid = crate::session::random_token(16);
         self.inner.mint(
             &user,
@@ -286,9 +316,7 @@ impl Inner {
             .iter()
             .find(|u| {
                 u.username.eq_ignore_ascii_case(name)
-                    || u.email
-                        .as_deref()
-                        .is_some_and(|e| e.eq_ignore_ascii_case(name))
+                    || u.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(name))
             })
             .cloned()
     }
@@ -320,7 +348,7 @@ impl Inner {
         c.insert("aud".into(), json!(client_id));
         c.insert(
             "iss".into(),
-            json!(format!("{}/{}/v2.0", self.base, user.tenant)),
+            json!(format!("{}/{}/v2.0", self.issuer_host, user.tenant)),
         );
         c.insert("iat".into(), json!(t));
         c.insert("nbf".into(), json!(t));
@@ -369,8 +397,7 @@ impl Inner {
             let mut parts = jwt.split('.');
             let head = parts.next().unwrap_or_default();
             let mut hv: Value =
-                serde_json::from_slice(&URL_SAFE_NO_PAD.decode(head).unwrap_or_default())
-                    .unwrap_or(json!({}));
+                serde_json::from_slice(&URL_SAFE_NO_PAD.decode(head).unwrap_or_default()).unwrap_or(json!({}));
             for (name, value) in extra {
                 hv[*name] = value.clone();
             }
@@ -379,8 +406,7 @@ impl Inner {
                 URL_SAFE_NO_PAD.encode(hv.to_string()),
                 parts.next().unwrap_or_default()
             );
-            let sig = jsonwebtoken::crypto::sign(signing_input.as_bytes(), key, Algorithm::RS256)
-                .expect("sign");
+            let sig = jsonwebtoken::crypto::sign(signing_input.as_bytes(), key, Algorithm::RS256).expect("sign");
             format!("{signing_input}.{sig}")
         };
         match signing {
@@ -399,11 +425,7 @@ impl Inner {
                 rs256(
                     Some(k.kid.clone()),
                     &k.enc,
-                    &[
-                        ("jwk", k.jwk.clone()),
-                        ("jku", json!(url)),
-                        ("x5u", json!(url)),
-                    ],
+                    &[("jwk", k.jwk.clone()), ("jku", json!(url)), ("x5u", json!(url))],
                 )
             }
             Signing::UnknownKid => {
@@ -415,8 +437,7 @@ impl Inner {
                 rs256(Some(active.expect("key").kid.clone()), &k.enc, &[])
             }
             Signing::None => {
-                let head =
-                    json!({"alg": "none", "typ": "JWT", "kid": active.map(|k| k.kid.clone())});
+                let head = json!({"alg": "none", "typ": "JWT", "kid": active.map(|k| k.kid.clone())});
                 format!(
                     "{}.{}.",
                     URL_SAFE_NO_PAD.encode(head.to_string()),
@@ -463,7 +484,7 @@ async fn discovery(State(s): State<Arc<Inner>>, Path(tenant): Path<String>) -> R
         "id_token_signing_alg_values_supported": ["RS256"],
         "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
-        "issuer": format!("{b}/{issuer_tenant}/v2.0"),
+        "issuer": format!("{}/{issuer_tenant}/v2.0", s.issuer_host),
         "request_uri_parameter_supported": false,
         "userinfo_endpoint": "https://graph.microsoft.com/oidc/userinfo",
         "authorization_endpoint": format!("{b}/{tenant}/oauth2/v2.0/authorize"),
@@ -486,11 +507,7 @@ async fn discovery(State(s): State<Arc<Inner>>, Path(tenant): Path<String>) -> R
 }
 
 async fn jwks(State(s): State<Arc<Inner>>, Path(tenant): Path<String>) -> Response {
-    *s.jwks_fetches
-        .lock()
-        .expect("lock")
-        .entry(tenant.clone())
-        .or_default() += 1;
+    *s.jwks_fetches.lock().expect("lock").entry(tenant.clone()).or_default() += 1;
     let keys = s.keys.lock().expect("lock");
     let list: Vec<Value> = match tenant.as_str() {
         // The common endpoints publish every key, with the template issuer.
@@ -499,7 +516,7 @@ async fn jwks(State(s): State<Arc<Inner>>, Path(tenant): Path<String>) -> Respon
             .flatten()
             .map(|k| {
                 let mut j = k.jwk.clone();
-                j["issuer"] = json!(format!("{}/{{tenantid}}/v2.0", s.base));
+                j["issuer"] = json!(format!("{}/{{tenantid}}/v2.0", s.issuer_host));
                 j
             })
             .collect(),
@@ -519,11 +536,7 @@ async fn jwks(State(s): State<Arc<Inner>>, Path(tenant): Path<String>) -> Respon
 
 type Params = HashMap<String, String>;
 
-async fn authorize_get(
-    State(s): State<Arc<Inner>>,
-    Path(tenant): Path<String>,
-    Query(p): Query<Params>,
-) -> Response {
+async fn authorize_get(State(s): State<Arc<Inner>>, Path(tenant): Path<String>, Query(p): Query<Params>) -> Response {
     authorize(s, tenant, p)
 }
 
@@ -598,12 +611,7 @@ fn login_form(s: &Inner, tenant: &str, p: &Params, message: Option<&str>) -> Res
         })
         .collect();
     let msg = message
-        .map(|m| {
-            format!(
-                "<p id=\"usernameError\" role=\"alert\">{}</p>",
-                html_escape(m)
-            )
-        })
+        .map(|m| format!("<p id=\"usernameError\" role=\"alert\">{}</p>", html_escape(m)))
         .unwrap_or_default();
     let action = format!("/{}/oauth2/v2.0/authorize", html_escape(tenant));
     Html(format!(
@@ -625,8 +633,7 @@ input[type=email]{{width:100%;padding:6px 0;border:0;border-bottom:1px solid #66
 
 fn authorize(s: Arc<Inner>, tenant: String, p: Params) -> Response {
     let get = |k: &str| p.get(k).map(String::as_str);
-    let tenant_ok =
-        matches!(tenant.as_str(), "organizations" | "common") || s.known_tenant(&tenant);
+    let tenant_ok = matches!(tenant.as_str(), "organizations" | "common") || s.known_tenant(&tenant);
     if !tenant_ok {
         return error_page(StatusCode::BAD_REQUEST, "AADSTS90002", "Tenant not found.");
     }
@@ -685,14 +692,8 @@ fn authorize(s: Arc<Inner>, tenant: String, p: Params) -> Response {
             );
         }
     }
-    if response_type == "code"
-        && get("code_challenge").is_some()
-        && get("code_challenge_method") != Some("S256")
-    {
-        return post_error(
-            "invalid_request",
-            "AADSTS501491: Invalid code_challenge_method.",
-        );
+    if response_type == "code" && get("code_challenge").is_some() && get("code_challenge_method") != Some("S256") {
+        return post_error("invalid_request", "AADSTS501491: Invalid code_challenge_method.");
     }
 
     let wanted = get("username").or(get("login_hint"));
@@ -742,12 +743,11 @@ fn authorize(s: Arc<Inner>, tenant: String, p: Params) -> Response {
     form_post(&redirect_uri, &[("code", &code), ("state", &state)])
 }
 
-async fn token(
-    State(s): State<Arc<Inner>>,
-    Path(_tenant): Path<String>,
-    Form(f): Form<Params>,
-) -> Response {
+async fn token(State(s): State<Arc<Inner>>, Path(_tenant): Path<String>, Form(f): Form<Params>) -> Response {
     let get = |k: &str| f.get(k).map(String::as_str);
+    if get("grant_type") == Some("client_credentials") {
+        return client_credentials(&s, &f);
+    }
     if get("grant_type") != Some("authorization_code") {
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -835,22 +835,89 @@ async fn logout(
     // Entra redirects only to a post-logout URI on the same host as a
     // registered redirect URI of the app.
     let allowed = |uri: &str| {
-        let host = |u: &str| {
-            url::Url::parse(u)
-                .ok()
-                .map(|u| u.origin().ascii_serialization())
-        };
-        call.client_id
-            .as_deref()
-            .and_then(|c| s.app(c))
-            .is_some_and(|a| {
-                a.redirect_uris
-                    .iter()
-                    .any(|r| host(r).is_some() && host(r) == host(uri))
-            })
+        let host = |u: &str| url::Url::parse(u).ok().map(|u| u.origin().ascii_serialization());
+        call.client_id.as_deref().and_then(|c| s.app(c)).is_some_and(|a| {
+            a.redirect_uris
+                .iter()
+                .any(|r| host(r).is_some() && host(r) == host(uri))
+        })
     };
     match &call.post_logout_redirect_uri {
         Some(uri) if allowed(uri) => Redirect::to(uri).into_response(),
         _ => Html("<!doctype html><title>Sign out</title><h1>You signed out of your account</h1><p>It's a good idea to close all browser windows.</p>").into_response(),
     }
+}
+
+fn client_credentials(s: &Inner, f: &Params) -> Response {
+    let get = |k: &str| f.get(k).map(String::as_str);
+    let Some(app) = get("client_id").and_then(|c| s.app(c)) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "AADSTS700016: Application not found.",
+        );
+    };
+    if app.secret.is_none() || get("client_secret") != app.secret.as_deref() {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "AADSTS7000215: Invalid client secret provided.",
+        );
+    }
+    if !get("scope").is_some_and(|sc| sc.ends_with("/.default")) {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "AADSTS1002012: The provided value for scope is not valid.",
+        );
+    }
+    let token = crate::session::random_token(48);
+    s.app_tokens.lock().expect("lock").push(token.clone());
+    axum::Json(json!({ "token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token }))
+        .into_response()
+}
+
+/// Graph `GET /v1.0/contracts`: the partner's customers, paged with
+/// `@odata.nextLink` as Graph does.
+async fn contracts(State(s): State<Arc<Inner>>, Query(q): Query<Params>, headers: HeaderMap) -> Response {
+    *s.graph_calls.lock().expect("lock") += 1;
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !s.app_tokens.lock().expect("lock").iter().any(|t| t == bearer) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": {"code": "InvalidAuthenticationToken"}})),
+        )
+            .into_response();
+    }
+    if let Some(status) = *s.graph_failure.lock().expect("lock") {
+        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+        return (code, axum::Json(json!({"error": {"code": "Authorization_RequestDenied", "message": "Insufficient privileges to complete the operation."}}))).into_response();
+    }
+    let all = s.contracts.lock().expect("lock").clone();
+    let size = if s.config.contracts_page_size == 0 {
+        2
+    } else {
+        s.config.contracts_page_size
+    };
+    let skip: usize = q.get("$skiptoken").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let page: Vec<Value> = all
+        .iter()
+        .skip(skip)
+        .take(size)
+        .enumerate()
+        .map(|(i, c)| json!({ "id": format!("contract-{}", skip + i), "customerId": c, "defaultDomainName": "customer.example", "displayName": "Customer" }))
+        .collect();
+    let mut body = json!({ "@odata.context": format!("{}/v1.0/$metadata#contracts", s.base), "value": page });
+    if skip + size < all.len() {
+        body["@odata.nextLink"] = json!(format!(
+            "{}/v1.0/contracts?$select=customerId&$skiptoken={}",
+            s.base,
+            skip + size
+        ));
+    }
+    axum::Json(body).into_response()
 }

@@ -85,16 +85,11 @@ identity: {{ audience: demo-app }}
         entra = entra.base_url(),
     );
     let config = Config::from_yaml(&yaml).map_err(|e| format!("demo config: {e:?}"))?;
-    println!(
-        "entra-gateway demo: NOT FOR PRODUCTION (mock Entra ID, in-memory sessions, plain http)"
-    );
+    println!("entra-gateway demo: NOT FOR PRODUCTION (mock Entra ID, in-memory sessions, plain http)");
     println!();
     println!("  open           {gw}/            (agent portal)");
     println!("                 {gw}/portal/     (user portal)");
-    println!(
-        "  mock Entra ID  {}  (tenant {DEMO_TENANT})",
-        entra.base_url()
-    );
+    println!("  mock Entra ID  {}  (tenant {DEMO_TENANT})", entra.base_url());
     println!("  demo app       http://{app_addr}  (behind the gateway)");
     println!("  demo accounts  (no password: pick one on the mock sign-in page)");
     for u in &users {

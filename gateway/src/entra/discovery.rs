@@ -45,19 +45,12 @@ fn endpoint_ok(cfg: &Entra, value: &str) -> bool {
     https && allowed.iter().any(|a| origin == *a)
 }
 
-pub async fn fetch(
-    http: &reqwest::Client,
-    cfg: &Entra,
-) -> Result<DiscoveryDocument, DiscoveryError> {
+pub async fn fetch(http: &reqwest::Client, cfg: &Entra) -> Result<DiscoveryDocument, DiscoveryError> {
     let url = cfg.discovery_url();
-    let resp = http
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| DiscoveryError::Fetch {
-            url: url.clone(),
-            reason: e.without_url().to_string(),
-        })?;
+    let resp = http.get(&url).send().await.map_err(|e| DiscoveryError::Fetch {
+        url: url.clone(),
+        reason: e.without_url().to_string(),
+    })?;
     if !resp.status().is_success() {
         return Err(DiscoveryError::Status {
             url,

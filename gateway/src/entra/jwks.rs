@@ -67,8 +67,7 @@ pub struct JwksCache {
 /// Keeps RSA signing keys; other key types and algorithms are ignored
 /// (Entra's JWKs usually carry no `alg`; absent means RS256).
 fn parse(body: &[u8]) -> Result<Vec<Key>, JwksError> {
-    let raw: RawJwks =
-        serde_json::from_slice(body).map_err(|e| JwksError::Malformed(e.to_string()))?;
+    let raw: RawJwks = serde_json::from_slice(body).map_err(|e| JwksError::Malformed(e.to_string()))?;
     Ok(raw
         .keys
         .into_iter()
@@ -95,13 +94,18 @@ impl JwksCache {
         }
     }
 
-    fn entry(&self, uri: &str) -> Arc<Mutex<Entry>> {
-        if let Some(e) = self
-            .entries
+    /// Every key set fetched so far (for the scheduled refresh).
+    pub fn known_uris(&self) -> Vec<String> {
+        self.entries
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(uri)
-        {
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn entry(&self, uri: &str) -> Arc<Mutex<Entry>> {
+        if let Some(e) = self.entries.read().unwrap_or_else(|p| p.into_inner()).get(uri) {
             return e.clone();
         }
         self.entries
@@ -149,20 +153,11 @@ impl JwksCache {
         Ok(n)
     }
 
-    fn find(
-        &self,
-        uri: &str,
-        kid: Option<&str>,
-    ) -> (Option<Result<Key, Reason>>, bool, Option<Instant>) {
+    fn find(&self, uri: &str, kid: Option<&str>) -> (Option<Result<Key, Reason>>, bool, Option<Instant>) {
         let entry = self.entry(uri);
         let e = entry.lock().unwrap_or_else(|p| p.into_inner());
         let found = match kid {
-            Some(kid) => e
-                .keys
-                .iter()
-                .find(|k| k.kid.as_deref() == Some(kid))
-                .cloned()
-                .map(Ok),
+            Some(kid) => e.keys.iter().find(|k| k.kid.as_deref() == Some(kid)).cloned().map(Ok),
             // No kid: acceptable only when there is no doubt which key it means.
             None if e.fetched => Some(match e.keys.as_slice() {
                 [only] => Ok(only.clone()),
@@ -181,9 +176,7 @@ impl JwksCache {
             return r;
         }
         if !fetched {
-            self.refresh(uri)
-                .await
-                .map_err(|_| Reason::MetadataUnavailable)?;
+            self.refresh(uri).await.map_err(|_| Reason::MetadataUnavailable)?;
         } else {
             let _guard = self.fetch_lock.lock().await;
             // Another request may have refetched while we waited.
@@ -191,9 +184,7 @@ impl JwksCache {
             if let Some(r) = found {
                 return r;
             }
-            if last_forced_now != last_forced
-                || last_forced.is_some_and(|t| t.elapsed() < FORCED_REFETCH_INTERVAL)
-            {
+            if last_forced_now != last_forced || last_forced.is_some_and(|t| t.elapsed() < FORCED_REFETCH_INTERVAL) {
                 return Err(Reason::UnknownKid);
             }
             let keys = self.fetch(uri).await;

@@ -2,6 +2,7 @@
 //! validation and the authorization-code exchange.
 
 pub mod cloud;
+pub mod csp;
 pub mod discovery;
 pub mod jwks;
 pub mod token;

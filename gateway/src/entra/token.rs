@@ -32,10 +32,7 @@ pub struct CodeExchange<'a> {
     pub code_verifier: &'a str,
 }
 
-pub async fn exchange(
-    http: &reqwest::Client,
-    x: CodeExchange<'_>,
-) -> Result<String, ExchangeError> {
+pub async fn exchange(http: &reqwest::Client, x: CodeExchange<'_>) -> Result<String, ExchangeError> {
     let form = [
         ("grant_type", "authorization_code"),
         ("client_id", x.client_id),

@@ -7,9 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 use policy::Reason;
-use policy::claims::{
-    IdTokenClaims, TokenExpectations, VerifiedIdentity, check_id_token, check_jwk_issuer,
-};
+use policy::claims::{IdTokenClaims, TokenExpectations, VerifiedIdentity, check_id_token, check_jwk_issuer};
 
 /// The JOSE header fields we look at. Everything else (jku, x5u, jwk, x5c)
 /// is never followed: keys come only from the authority's JWKS.
@@ -22,14 +20,10 @@ struct Header {
 
 fn header(token: &str) -> Result<Header, Reason> {
     let mut parts = token.split('.');
-    let (Some(h), Some(_), Some(_), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(h), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(Reason::TokenMalformed);
     };
-    let bytes = URL_SAFE_NO_PAD
-        .decode(h)
-        .map_err(|_| Reason::TokenMalformed)?;
+    let bytes = URL_SAFE_NO_PAD.decode(h).map_err(|_| Reason::TokenMalformed)?;
     serde_json::from_slice(&bytes).map_err(|_| Reason::TokenMalformed)
 }
 
@@ -61,18 +55,13 @@ pub async fn validate_id_token(
     v.validate_aud = false;
     v.required_spec_claims.clear();
     v.leeway = 0;
-    let data =
-        jsonwebtoken::decode::<IdTokenClaims>(token, &key.key, &v).map_err(|e| match e.kind() {
-            ErrorKind::InvalidSignature => Reason::BadSignature,
-            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => Reason::AlgNotAllowed,
-            _ => Reason::TokenMalformed,
-        })?;
+    let data = jsonwebtoken::decode::<IdTokenClaims>(token, &key.key, &v).map_err(|e| match e.kind() {
+        ErrorKind::InvalidSignature => Reason::BadSignature,
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => Reason::AlgNotAllowed,
+        _ => Reason::TokenMalformed,
+    })?;
     let identity = check_id_token(&data.claims, expect)?;
-    check_jwk_issuer(
-        key.issuer.as_deref(),
-        &identity.issuer,
-        identity.tid.as_str(),
-    )?;
+    check_jwk_issuer(key.issuer.as_deref(), &identity.issuer, identity.tid.as_str())?;
     Ok(identity)
 }
 
@@ -83,11 +72,13 @@ pub fn c_hash(code: &str) -> String {
     URL_SAFE_NO_PAD.encode(&digest[..16])
 }
 
-/// Reads the claims without verifying, only to compare `c_hash` after the
-/// token has been verified.
-pub fn unverified_c_hash(token: &str) -> Option<String> {
-    let payload = token.split('.').nth(1)?;
-    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
-    let claims: IdTokenClaims = serde_json::from_slice(&bytes).ok()?;
-    claims.c_hash
+/// The claims of a token, not yet verified: only for decisions that must come
+/// before any fetch (which tenant), and for `c_hash` after verification.
+pub fn peek_claims(token: &str) -> Result<IdTokenClaims, Reason> {
+    if token.len() > 16 * 1024 {
+        return Err(Reason::TokenMalformed);
+    }
+    let payload = token.split('.').nth(1).ok_or(Reason::TokenMalformed)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload).map_err(|_| Reason::TokenMalformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| Reason::TokenMalformed)
 }

@@ -49,10 +49,7 @@ mod tests {
         h.insert("X-Auth-Whatever", "1".parse().unwrap());
         h.insert("authorization", "Bearer x".parse().unwrap());
         h.insert("x-authority", "keep".parse().unwrap());
-        let mut s: Vec<_> = spoofable_headers(&h, false)
-            .iter()
-            .map(|n| n.to_string())
-            .collect();
+        let mut s: Vec<_> = spoofable_headers(&h, false).iter().map(|n| n.to_string()).collect();
         s.sort();
         assert_eq!(s, ["x-auth-email", "x-auth-whatever"]);
         assert_eq!(spoofable_headers(&h, true).len(), 3);

@@ -62,10 +62,8 @@ pub fn generate_pem() -> Result<String, SignerError> {
 
 impl AssertionSigner {
     pub fn from_pem(pem: &str, cfg: &Identity) -> Result<Self, SignerError> {
-        let key = EncodingKey::from_ec_pem(pem.as_bytes())
-            .map_err(|e| SignerError::BadKey(e.to_string()))?;
-        let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES256)
-            .map_err(|e| SignerError::BadKey(e.to_string()))?;
+        let key = EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|e| SignerError::BadKey(e.to_string()))?;
+        let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES256).map_err(|e| SignerError::BadKey(e.to_string()))?;
         // kid: a thumbprint-like digest of the public key, stable across
         // instances that share the key.
         let thumb = jwk
@@ -76,8 +74,7 @@ impl AssertionSigner {
         jwk.common.public_key_use = Some(PublicKeyUse::Signature);
         jwk.common.key_algorithm = Some(KeyAlgorithm::ES256);
         let jwks = JwkSet { keys: vec![jwk] };
-        let jwks_json =
-            serde_json::to_vec(&jwks).map_err(|e| SignerError::BadKey(e.to_string()))?;
+        let jwks_json = serde_json::to_vec(&jwks).map_err(|e| SignerError::BadKey(e.to_string()))?;
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(kid);
         Ok(AssertionSigner {
@@ -118,8 +115,8 @@ impl AssertionSigner {
             mfa: "none",
             new_user: s.new_user,
         };
-        let jwt = jsonwebtoken::encode(&self.header, &claims, &self.key)
-            .map_err(|e| SignerError::Sign(e.to_string()))?;
+        let jwt =
+            jsonwebtoken::encode(&self.header, &claims, &self.key).map_err(|e| SignerError::Sign(e.to_string()))?;
         Ok((jwt, exp))
     }
 }

@@ -10,13 +10,9 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("base.html", include_str!("templates/base.html")),
         ("error.html", include_str!("templates/error.html")),
         ("logged_out.html", include_str!("templates/logged_out.html")),
-        (
-            "logout_confirm.html",
-            include_str!("templates/logout_confirm.html"),
-        ),
+        ("logout_confirm.html", include_str!("templates/logout_confirm.html")),
     ] {
-        env.add_template(name, src)
-            .expect("bundled templates parse");
+        env.add_template(name, src).expect("bundled templates parse");
     }
     env
 });
@@ -26,9 +22,7 @@ fn render(name: &str, ctx: minijinja::Value) -> String {
         .and_then(|t| t.render(ctx))
         // Templates are compiled in and tested; this is unreachable in
         // practice, but an error page must never fail to render.
-        .unwrap_or_else(|_| {
-            "<!doctype html><title>Error</title><p>Something went wrong.</p>".into()
-        })
+        .unwrap_or_else(|_| "<!doctype html><title>Error</title><p>Something went wrong.</p>".into())
 }
 
 pub struct ErrorPage<'a> {
@@ -52,10 +46,7 @@ pub fn error(p: &ErrorPage<'_>) -> String {
 }
 
 pub fn logged_out(login_url: &str, color: Option<&str>) -> String {
-    render(
-        "logged_out.html",
-        context! { title => "Signed out", login_url, color },
-    )
+    render("logged_out.html", context! { title => "Signed out", login_url, color })
 }
 
 pub fn logout_confirm(action: &str, csrf: &str, color: Option<&str>) -> String {

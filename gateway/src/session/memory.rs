@@ -11,6 +11,7 @@ struct Inner {
     sessions: HashMap<SessionId, (Session, Instant)>,
     logins: HashMap<String, (LoginRecord, Instant)>,
     values: HashMap<String, String>,
+    leases: HashMap<String, Instant>,
     writes: u64,
 }
 
@@ -50,16 +51,10 @@ impl MemoryStore {
 
 #[async_trait]
 impl Store for MemoryStore {
-    async fn put_session(
-        &self,
-        id: &SessionId,
-        s: &Session,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
+    async fn put_session(&self, id: &SessionId, s: &Session, ttl: Duration) -> Result<(), StoreError> {
         let mut g = self.lock();
         g.sweep();
-        g.sessions
-            .insert(id.clone(), (s.clone(), Instant::now() + ttl));
+        g.sessions.insert(id.clone(), (s.clone(), Instant::now() + ttl));
         METRICS.sessions_active.set(g.sessions.len() as i64);
         Ok(())
     }
@@ -83,16 +78,10 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn put_login(
-        &self,
-        state: &str,
-        r: &LoginRecord,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
+    async fn put_login(&self, state: &str, r: &LoginRecord, ttl: Duration) -> Result<(), StoreError> {
         let mut g = self.lock();
         g.sweep();
-        g.logins
-            .insert(state.to_string(), (r.clone(), Instant::now() + ttl));
+        g.logins.insert(state.to_string(), (r.clone(), Instant::now() + ttl));
         Ok(())
     }
 
@@ -112,6 +101,27 @@ impl Store for MemoryStore {
             .entry(key.to_string())
             .or_insert_with(|| candidate.to_string())
             .clone())
+    }
+
+    async fn put_value(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.lock().values.insert(key.to_string(), value.to_string());
+        Ok(())
+    }
+
+    async fn get_value(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.lock().values.get(key).cloned())
+    }
+
+    async fn try_lease(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut g = self.lock();
+        let now = Instant::now();
+        match g.leases.get(key) {
+            Some(until) if *until > now => Ok(false),
+            _ => {
+                g.leases.insert(key.to_string(), now + ttl);
+                Ok(true)
+            }
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -172,10 +182,7 @@ mod tests {
             .unwrap();
         assert!(store.get_session(&id).await.unwrap().is_some());
         tokio::time::sleep(Duration::from_millis(80)).await;
-        assert!(
-            store.get_session(&id).await.unwrap().is_none(),
-            "expired by TTL"
-        );
+        assert!(store.get_session(&id).await.unwrap().is_none(), "expired by TTL");
 
         let rec = LoginRecord {
             portal: "agent".into(),
@@ -186,12 +193,10 @@ mod tests {
             remember_me: false,
             tenant: None,
             client: None,
+            redirect_uri: "https://x/auth/account/azureresponse".into(),
             started_at: 0,
         };
-        store
-            .put_login("st", &rec, Duration::from_secs(60))
-            .await
-            .unwrap();
+        store.put_login("st", &rec, Duration::from_secs(60)).await.unwrap();
         assert_eq!(store.take_login("st").await.unwrap(), Some(rec));
         assert_eq!(store.take_login("st").await.unwrap(), None, "single use");
         assert_eq!(store.get_or_init("k", "first").await.unwrap(), "first");

@@ -33,10 +33,8 @@ impl SessionId {
     /// Accepts only what [`generate`](Self::generate) produces, so forged or
     /// truncated cookies never reach the store.
     pub fn parse(s: &str) -> Option<Self> {
-        (s.len() == 43
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-        .then(|| SessionId(s.to_string()))
+        (s.len() == 43 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+            .then(|| SessionId(s.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -102,6 +100,8 @@ pub struct LoginRecord {
     pub remember_me: bool,
     pub tenant: Option<String>,
     pub client: Option<String>,
+    /// Exactly the redirect_uri sent (the code exchange must repeat it).
+    pub redirect_uri: String,
     pub started_at: i64,
 }
 
@@ -117,24 +117,20 @@ pub enum StoreError {
 /// safe to share between instances: `take_login` is atomic (single use).
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    async fn put_session(
-        &self,
-        id: &SessionId,
-        s: &Session,
-        ttl: Duration,
-    ) -> Result<(), StoreError>;
+    async fn put_session(&self, id: &SessionId, s: &Session, ttl: Duration) -> Result<(), StoreError>;
     async fn get_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError>;
     async fn delete_session(&self, id: &SessionId) -> Result<(), StoreError>;
-    async fn put_login(
-        &self,
-        state: &str,
-        r: &LoginRecord,
-        ttl: Duration,
-    ) -> Result<(), StoreError>;
+    async fn put_login(&self, state: &str, r: &LoginRecord, ttl: Duration) -> Result<(), StoreError>;
     /// Returns the record and removes it, atomically: a state works once.
     async fn take_login(&self, state: &str) -> Result<Option<LoginRecord>, StoreError>;
     /// Stores `candidate` unless a value exists; returns the value in force.
     async fn get_or_init(&self, key: &str, candidate: &str) -> Result<String, StoreError>;
+    /// Shared values (e.g. the CSP tenant list), without expiry.
+    async fn put_value(&self, key: &str, value: &str) -> Result<(), StoreError>;
+    async fn get_value(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Takes a lease for `ttl` unless another holder has it: one instance
+    /// does a periodic job, the others skip it.
+    async fn try_lease(&self, key: &str, ttl: Duration) -> Result<bool, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
     fn kind(&self) -> &'static str;
 }

@@ -22,8 +22,8 @@ fn unavailable(e: redis::RedisError) -> StoreError {
 impl RedisStore {
     /// Connects (with a bounded wait) to a standalone Redis.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError::Unavailable(format!("bad redis_url: {:?}", e.kind())))?;
+        let client =
+            redis::Client::open(url).map_err(|e| StoreError::Unavailable(format!("bad redis_url: {:?}", e.kind())))?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(2)))
@@ -65,12 +65,7 @@ fn encode<T: Serialize>(v: &T) -> Result<String, StoreError> {
 
 #[async_trait]
 impl Store for RedisStore {
-    async fn put_session(
-        &self,
-        id: &SessionId,
-        s: &Session,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
+    async fn put_session(&self, id: &SessionId, s: &Session, ttl: Duration) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         c.set_ex::<_, _, ()>(self.session_key(id), encode(s)?, ttl_secs(ttl))
             .await
@@ -84,17 +79,10 @@ impl Store for RedisStore {
 
     async fn delete_session(&self, id: &SessionId) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
-        c.del::<_, ()>(self.session_key(id))
-            .await
-            .map_err(unavailable)
+        c.del::<_, ()>(self.session_key(id)).await.map_err(unavailable)
     }
 
-    async fn put_login(
-        &self,
-        state: &str,
-        r: &LoginRecord,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
+    async fn put_login(&self, state: &str, r: &LoginRecord, ttl: Duration) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         c.set_ex::<_, _, ()>(self.login_key(state), encode(r)?, ttl_secs(ttl))
             .await
@@ -118,6 +106,32 @@ impl Store for RedisStore {
         let _: bool = c.set_nx(&k, candidate).await.map_err(unavailable)?;
         let v: Option<String> = c.get(&k).await.map_err(unavailable)?;
         v.ok_or_else(|| StoreError::Unavailable("value vanished right after SETNX".into()))
+    }
+
+    async fn put_value(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        c.set::<_, _, ()>(format!("{}v:{key}", self.prefix), value)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn get_value(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let mut c = self.conn.clone();
+        c.get(format!("{}v:{key}", self.prefix)).await.map_err(unavailable)
+    }
+
+    async fn try_lease(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(format!("{}lease:{key}", self.prefix))
+            .arg(std::process::id())
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        Ok(taken.is_some())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
