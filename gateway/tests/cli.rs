@@ -98,14 +98,30 @@ fn unreadable_or_unparsable_files_exit_2() {
 fn run_refuses_settings_this_version_does_not_implement() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("multi.yaml");
-    let text = std::fs::read_to_string(example()).unwrap().replace(
-        "tenant_type: single",
-        "tenant_type: multi\n  allowed_tenants: [\"bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb\"]",
-    );
+    let text = std::fs::read_to_string(example())
+        .unwrap()
+        .replace("required_for: nobody", "required_for: everyone");
     std::fs::write(&f, text).unwrap();
     let out = bin().arg("run").arg("--config").arg(&f).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("entra.tenant_type: multi"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("two_factor.required_for"));
+}
+
+#[test]
+fn check_config_prints_the_clouds_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("china.yaml");
+    let text = std::fs::read_to_string(example())
+        .unwrap()
+        .replace("cloud: global", "cloud: china");
+    std::fs::write(&f, text).unwrap();
+    let out = bin().arg("check-config").arg("--config").arg(&f).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let hosts = "cloud:           china (login https://login.chinacloudapi.cn, \
+                 issuer https://login.partner.microsoftonline.cn, graph https://microsoftgraph.chinacloudapi.cn)";
+    assert!(stdout.contains(hosts), "{stdout}");
+    assert!(stdout.contains("authority:       https://login.chinacloudapi.cn/aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"));
 }
 
 #[test]

@@ -323,6 +323,68 @@ mod tests {
         assert_eq!(check(&c, &single()).unwrap_err(), Reason::TenantNotAllowed);
     }
 
+    fn check_multi(c: &IdTokenClaims, tenants: &TenantPolicy, login: Option<&TenantId>) -> Result<(), Reason> {
+        let cid: ClientId = CID.parse().unwrap();
+        let x = TokenExpectations {
+            issuer_host: HOST,
+            client_id: &cid,
+            tenants,
+            login_tenant: login,
+            nonce: "n-1",
+            now: NOW,
+            skew_secs: 300,
+        };
+        check_id_token(c, &x).map(|_| ())
+    }
+
+    #[test]
+    fn multi_tenant_issuer_and_allow_list() {
+        use std::collections::BTreeSet;
+        let other: TenantId = OTHER.parse().unwrap();
+        let consumers: TenantId = TenantId::CONSUMERS.parse().unwrap();
+        let for_tenant = |tid: &str| {
+            let mut c = good();
+            c.tid = Some(tid.into());
+            c.iss = Some(format!("{HOST}/{tid}/v2.0"));
+            c
+        };
+        let restricted = TenantPolicy::Restricted([other.clone()].into());
+        let all = TenantPolicy::All(BTreeSet::new());
+        let all_with_consumers = TenantPolicy::All([consumers].into());
+        let upper = OTHER.to_ascii_uppercase();
+        let cases = [
+            ("listed tenant", OTHER, &restricted, None, Ok(())),
+            ("unlisted tenant", TID, &restricted, None, Err(Reason::TenantNotAllowed)),
+            ("any tenant with all", TID, &all, None, Ok(())),
+            (
+                "consumers need listing",
+                TenantId::CONSUMERS,
+                &all,
+                None,
+                Err(Reason::TenantNotAllowed),
+            ),
+            (
+                "consumers when listed",
+                TenantId::CONSUMERS,
+                &all_with_consumers,
+                None,
+                Ok(()),
+            ),
+            ("client tenant matches", OTHER, &all, Some(&other), Ok(())),
+            (
+                "client tenant differs",
+                TID,
+                &all,
+                Some(&other),
+                Err(Reason::TenantNotAllowed),
+            ),
+            ("upper-case tid", upper.as_str(), &restricted, None, Ok(())),
+        ];
+        for (name, tid, tenants, login, want) in cases {
+            assert_eq!(check_multi(&for_tenant(tid), tenants, login), want, "{name}");
+        }
+    }
+
     #[test]
     fn jwk_issuer() {
         let iss = format!("{HOST}/{TID}/v2.0");

@@ -448,4 +448,37 @@ async fn tenants_sync_command_merges_pages_and_shares_the_list_through_redis() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(redis.cli(&["get", "egtest:v:csp_tenants"]), stored);
+
+    // Another instance whose own sync fails still uses the shared list.
+    let mport = free_port();
+    let yaml = Harness::config_yaml(
+        &h.options,
+        port,
+        mport,
+        &format!("http://127.0.0.1:{port}"),
+        h.entra.base_url(),
+        h.app,
+    );
+    let _second = GatewayProcess::start(&yaml, port, mport).await;
+    let metric = || async {
+        let text = reqwest::get(format!("http://127.0.0.1:{mport}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find(|l| l.starts_with("entra_gateway_csp_tenants "))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let mut seen = 0.0;
+    for _ in 0..100 {
+        seen = metric().await;
+        if seen == 2.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, 2.0, "the second instance picked the list up from Redis");
 }

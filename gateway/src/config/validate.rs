@@ -840,3 +840,119 @@ fn routes(cx: &mut Ctx<'_>, r: RawRoutes) -> Routes {
     }
     Routes { public }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+
+    const BASE: &str = r#"
+upstream: { url: "http://127.0.0.1:9000" }
+portals: [ { name: agent, kind: agent, url: "https://halo.example.com" } ]
+identity: { audience: halo }
+"#;
+
+    fn errors(entra: &str, extra: &str) -> Vec<String> {
+        let yaml = format!(
+            "{BASE}\nentra:\n  tenant_id: \"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa\"\n  client_id: \"11111111-1111-4111-8111-111111111111\"\n{entra}\n{extra}"
+        );
+        match Config::from_yaml(&yaml) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    fn has(errs: &[String], needle: &str) -> bool {
+        errs.iter().any(|e| e.contains(needle))
+    }
+
+    #[test]
+    fn multi_tenant_rules() {
+        let ok = "  tenant_type: multi\n  allowed_tenants: [\"BBBBBBBB-BBBB-4BBB-8BBB-BBBBBBBBBBBB\"]";
+        assert_eq!(errors(ok, ""), Vec::<String>::new());
+        let e = errors("  sign_in_scope: all", "");
+        assert!(
+            has(&e, "entra.sign_in_scope: only applies to entra.tenant_type: multi"),
+            "{e:?}"
+        );
+        let e = errors("  allowed_tenants: [\"bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb\"]", "");
+        assert!(has(&e, "entra.allowed_tenants: only applies"), "{e:?}");
+        let e = errors("  csp_sync: { enabled: true }\n  client_secret: s", "");
+        assert!(has(&e, "entra.csp_sync.enabled: only applies"), "{e:?}");
+        let e = errors("  tenant_type: multi", "");
+        assert!(
+            has(
+                &e,
+                "entra.allowed_tenants: sign_in_scope: restricted with an empty list"
+            ),
+            "{e:?}"
+        );
+        let e = errors("  tenant_type: multi\n  csp_sync: { enabled: true }", "");
+        assert!(has(&e, "needs entra.client_secret"), "{e:?}");
+        assert_eq!(
+            errors(
+                "  tenant_type: multi\n  client_secret: s\n  csp_sync: { enabled: true }",
+                ""
+            ),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            errors("  tenant_type: multi\n  sign_in_scope: all", ""),
+            Vec::<String>::new()
+        );
+        let e = errors(ok, "sso: { auto_create_unmatched_users: true }");
+        assert!(
+            has(
+                &e,
+                "sso.auto_create_unmatched_users: only allowed with entra.tenant_type: single"
+            ),
+            "{e:?}"
+        );
+        let e = errors("  tenant_type: multi\n  allowed_tenants: [\"not-a-guid\"]", "");
+        assert!(
+            has(&e, "entra.allowed_tenants[0]: \"not-a-guid\" is not a GUID"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn clouds_and_hosts() {
+        let c = Config::from_yaml(&format!(
+            "{BASE}\nentra: {{ cloud: china, tenant_id: \"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa\", client_id: \"11111111-1111-4111-8111-111111111111\" }}"
+        ))
+        .unwrap();
+        assert_eq!(c.entra.authority_host, "https://login.chinacloudapi.cn");
+        assert_eq!(c.entra.issuer_host, "https://login.partner.microsoftonline.cn");
+        assert_eq!(c.entra.graph_host, "https://microsoftgraph.chinacloudapi.cn");
+        let e = errors("  authority_host: \"http://login.example.com\"", "");
+        assert!(
+            has(&e, "entra.authority_host: plain http is accepted only for loopback"),
+            "{e:?}"
+        );
+        let c = Config::from_yaml(&format!(
+            "{BASE}\nentra: {{ cloud: usgov, authority_host: \"http://127.0.0.1:7000\", tenant_id: \"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa\", client_id: \"11111111-1111-4111-8111-111111111111\" }}"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.entra.issuer_host, "http://127.0.0.1:7000",
+            "an overridden authority is also the issuer host"
+        );
+        assert_eq!(c.entra.graph_host, "https://graph.microsoft.us");
+    }
+
+    #[test]
+    fn client_tenants_need_multi() {
+        let e = errors(
+            "",
+            "clients: [ { name: c, hosts: [c.example], tenant_id: \"cccccccc-cccc-4ccc-8ccc-cccccccccccc\" } ]",
+        );
+        assert!(
+            has(
+                &e,
+                "clients[0].tenant_id: a tenant of its own needs entra.tenant_type: multi"
+            ),
+            "{e:?}"
+        );
+        let e = errors("", "clients: [ { name: c, hosts: [\"bad host!\"] } ]");
+        assert!(has(&e, "clients[0].hosts[0]"), "{e:?}");
+    }
+}
