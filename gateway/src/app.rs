@@ -76,6 +76,18 @@ impl App {
         &self.config.portals[i]
     }
 
+    /// Whether this request's sign-in skips the login page.
+    pub fn auto_redirect(&self, cx: &crate::auth::RequestContext) -> bool {
+        let sso = &self.config.sso;
+        let client = cx.client.and_then(|i| self.config.clients[i].auto_redirect_users);
+        policy::access::auto_redirect(
+            self.portal(cx.portal).kind,
+            sso.auto_redirect_agents,
+            sso.auto_redirect_users,
+            client,
+        )
+    }
+
     /// Who may sign in right now (static list, client tenants, CSP customers).
     pub fn tenant_policy(&self) -> Arc<TenantPolicy> {
         self.tenants.read().unwrap_or_else(|p| p.into_inner()).clone()

@@ -6,6 +6,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod demo;
+pub mod directory;
 pub mod entra;
 pub mod identity;
 pub mod metrics;

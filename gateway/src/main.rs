@@ -238,11 +238,11 @@ fn main() -> ExitCode {
             }
         },
         Command::Directory {
-            command: DirectoryCommand::Import { .. },
-        } => not_yet("directory import"),
+            command: DirectoryCommand::Import { file, config },
+        } => directory_import(&file, &config),
         Command::Directory {
-            command: DirectoryCommand::List(_),
-        } => not_yet("directory list"),
+            command: DirectoryCommand::List(arg),
+        } => directory_list(&arg),
         Command::Sessions {
             command: SessionsCommand::Revoke { .. },
         } => not_yet("sessions revoke"),
@@ -250,4 +250,144 @@ fn main() -> ExitCode {
             command: TenantsCommand::Sync(arg),
         } => tenants_sync(&arg),
     }
+}
+
+/// The configuration of a gateway with a builtin directory in a shared store,
+/// or exit 2 naming the key that prevents it.
+fn builtin_directory_config(arg: &ConfigArg, what: &str) -> Result<Config, ExitCode> {
+    let c = load(arg)?;
+    let kind = match &c.directory {
+        entra_gateway::config::Directory::Builtin => None,
+        entra_gateway::config::Directory::Open => Some("open"),
+        entra_gateway::config::Directory::Http { .. } => Some("http"),
+    };
+    if let Some(kind) = kind {
+        eprintln!(
+            "entra-gateway: directory.kind: is {kind}; `{what}` works on the builtin directory (set directory.kind: builtin)"
+        );
+        return Err(ExitCode::from(2));
+    }
+    // A memory store lives and dies with one process: records imported into
+    // it here would never reach the running gateway.
+    if matches!(c.session.store, entra_gateway::config::StoreConfig::Memory) {
+        eprintln!(
+            "entra-gateway: session.store: is memory; the builtin directory lives in the session store, and only \
+             session.store: redis is shared with the running gateway"
+        );
+        return Err(ExitCode::from(2));
+    }
+    Ok(c)
+}
+
+/// A small runtime for a subcommand, and the builtin directory of `c` in it.
+fn open_builtin_directory(
+    c: &Config,
+) -> Result<
+    (
+        tokio::runtime::Runtime,
+        entra_gateway::directory::builtin::BuiltinDirectory,
+    ),
+    ExitCode,
+> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("entra-gateway: cannot start: {e}");
+            ExitCode::from(1)
+        })?;
+    let store = rt.block_on(server::open_store(c)).map_err(|e| {
+        eprintln!("entra-gateway: {e}");
+        ExitCode::from(1)
+    })?;
+    Ok((rt, entra_gateway::directory::builtin::BuiltinDirectory::new(store)))
+}
+
+fn print_import_problems(file: &std::path::Path, problems: &[String]) {
+    eprintln!(
+        "{}: {} problem(s), nothing was imported:",
+        file.display(),
+        problems.len()
+    );
+    for p in problems {
+        eprintln!("  {p}");
+    }
+}
+
+fn directory_import(file: &std::path::Path, arg: &ConfigArg) -> ExitCode {
+    use entra_gateway::directory::import::{self, ImportError};
+    let c = match builtin_directory_config(arg, "directory import") {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    // The file is validated before the store is touched: a bad file is an
+    // argument error whether or not Redis is up.
+    let records = match import::read_file(file) {
+        Ok(r) => r,
+        Err(ImportError::Invalid(problems)) => {
+            print_import_problems(file, &problems);
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("entra-gateway: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (rt, dir) = match open_builtin_directory(&c) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    match rt.block_on(import::apply(&dir, records)) {
+        Ok(report) => {
+            println!("imported {}: {report}", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(ImportError::Invalid(problems)) => {
+            print_import_problems(file, &problems);
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("entra-gateway: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn directory_list(arg: &ConfigArg) -> ExitCode {
+    let c = match builtin_directory_config(arg, "directory list") {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let (rt, dir) = match open_builtin_directory(&c) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let records = match rt.block_on(dir.list()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("entra-gateway: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    // Tab-separated with a header, `-` for an empty value: readable, and
+    // `cut -f` friendly (so no tab or newline inside a cell).
+    println!("{}", entra_gateway::directory::import::COLUMNS.join("\t"));
+    for r in &records {
+        let cell = |v: &Option<String>| match v {
+            Some(v) => v.replace(['\t', '\n', '\r'], " "),
+            None => "-".to_string(),
+        };
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            r.key,
+            r.kind.as_str(),
+            cell(&r.email),
+            cell(&r.tid),
+            cell(&r.oid),
+            cell(&r.name),
+            cell(&r.client),
+            r.disabled
+        );
+    }
+    ExitCode::SUCCESS
 }

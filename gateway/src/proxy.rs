@@ -22,7 +22,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use policy::Reason;
 use policy::access::{Access, decide};
-use policy::cookies::{cookies_secure, is_gateway_cookie, session_cookie_name};
+use policy::cookies::{cookies_secure, is_gateway_cookie, local_cookie_name, session_cookie_name};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -222,9 +222,12 @@ impl ProxyHttp for GatewayProxy {
         let public = cfg.routes.public.iter().any(|p| p.matches(&rel));
         let sso = cfg.sso.enabled_for(portal.kind);
         let mut has_session = false;
+        let mut local_account = false;
         if sso {
             let name = session_cookie_name(&cfg.session.cookie_name, &portal.name, secure_cookies);
             let cookies = respond::request_cookies(&session.req_header().headers);
+            let local = local_cookie_name(&cfg.session.cookie_name, &portal.name, secure_cookies);
+            local_account = respond::find_cookie(&cookies, &local).is_some();
             if let Some(value) = respond::find_cookie(&cookies, &name) {
                 match app.session_for_cookie(value, portal).await {
                     Ok(Some((id, s))) => {
@@ -246,6 +249,8 @@ impl ProxyHttp for GatewayProxy {
                 }
             }
         }
+        // "Use a local account": the app's own login, until an SSO sign-in.
+        let sso = sso && (has_session || !local_account);
         match decide(sso, public, has_session, nav) {
             Access::Forward => {
                 ctx.outcome = "forwarded";
@@ -253,7 +258,13 @@ impl ProxyHttp for GatewayProxy {
             }
             Access::Transparent => {
                 ctx.identity = None;
-                ctx.outcome = if public { "public" } else { "transparent" };
+                ctx.outcome = if public {
+                    "public"
+                } else if local_account {
+                    "local_account"
+                } else {
+                    "transparent"
+                };
                 Ok(false)
             }
             Access::StartLogin => {
@@ -263,8 +274,15 @@ impl ProxyHttp for GatewayProxy {
                     .uri
                     .path_and_query()
                     .map(|p| p.as_str().to_string());
-                let http_req = to_http(session.req_header(), Bytes::new());
-                let resp = auth::login::start(app, &http_req, &rcx, rd.as_deref(), false).await;
+                let resp = if app.auto_redirect(&rcx) {
+                    let http_req = to_http(session.req_header(), Bytes::new());
+                    auth::login::start(app, &http_req, &rcx, rd.as_deref(), cfg.sso.remember_me_default).await
+                } else {
+                    let q: String = form_urlencoded::Serializer::new(String::new())
+                        .append_pair("rd", rd.as_deref().unwrap_or("/"))
+                        .finish();
+                    respond::redirect(302, &format!("{}?{q}", portal.path("/auth/login")))
+                };
                 write(session, resp).await?;
                 Ok(true)
             }

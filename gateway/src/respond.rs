@@ -21,12 +21,26 @@ fn base(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Resp
 }
 
 pub fn html(status: u16, body: String) -> Resp {
+    html_posting_to(status, body, None)
+}
+
+/// A page whose forms may end up at `authority` (CSP `form-action` also
+/// governs the redirects that follow a submission: the login button's POST
+/// is answered with a redirect to Entra).
+pub fn html_posting_to(status: u16, body: String, authority: Option<&str>) -> Resp {
     let mut r = base(status, "text/html; charset=utf-8", body);
     let h = r.headers_mut();
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    let origin = authority
+        .and_then(|a| url::Url::parse(a).ok())
+        .map(|u| format!(" {}", u.origin().ascii_serialization()))
+        .unwrap_or_default();
+    let csp = format!(
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https:; form-action 'self'{origin}; frame-ancestors 'none'"
+    );
     h.insert(
         "content-security-policy",
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https:; form-action 'self'; frame-ancestors 'none'"),
+        HeaderValue::from_str(&csp).unwrap_or(HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'")),
     );
     r
 }

@@ -69,6 +69,11 @@ async fn connect_store(c: &Config) -> Result<Arc<dyn Store>, StartError> {
     })
 }
 
+/// The store a configuration names, for subcommands that work on shared state.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    connect_store(config).await
+}
+
 /// Fetches discovery, retrying briefly on network errors (a gateway started
 /// together with its network should not crash-loop) but never on a document
 /// that fails the checks.

@@ -22,6 +22,15 @@ pub fn is_browser_navigation(t: &RequestTraits<'_>) -> bool {
     }
 }
 
+/// Whether a sign-in goes straight to Entra (no login page): per portal kind,
+/// and for user portals a client's own setting overrides the global one.
+pub fn auto_redirect(kind: crate::PortalKind, agents: bool, users: bool, client_users: Option<bool>) -> bool {
+    match kind {
+        crate::PortalKind::Agent => agents,
+        crate::PortalKind::User => client_users.unwrap_or(users),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// Forward with the session's identity.
@@ -68,6 +77,26 @@ mod tests {
         ];
         for (traits, want) in cases {
             assert_eq!(is_browser_navigation(&traits), want, "{traits:?}");
+        }
+    }
+
+    #[test]
+    fn auto_redirect_precedence() {
+        use crate::PortalKind::{Agent, User};
+        let cases = [
+            ((Agent, true, false, None), true),
+            ((Agent, false, true, Some(true)), false),
+            ((User, false, true, None), true),
+            ((User, true, false, None), false),
+            ((User, false, false, Some(true)), true),
+            ((User, false, true, Some(false)), false),
+        ];
+        for ((kind, agents, users, client), want) in cases {
+            assert_eq!(
+                auto_redirect(kind, agents, users, client),
+                want,
+                "{kind:?} {agents} {users} {client:?}"
+            );
         }
     }
 

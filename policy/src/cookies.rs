@@ -29,6 +29,11 @@ pub fn login_cookie_name(base: &str, state_tag: &str, secure: bool) -> String {
     prefixed(&format!("{base}_login_{state_tag}"), secure)
 }
 
+/// The "use a local account" marker of one portal.
+pub fn local_cookie_name(base: &str, portal: &str, secure: bool) -> String {
+    prefixed(&format!("{base}_local_{portal}"), secure)
+}
+
 /// Whether a cookie name is one of the gateway's own (never forwarded).
 pub fn is_gateway_cookie(name: &str, base: &str) -> bool {
     let bare = name.strip_prefix("__Host-").unwrap_or(name);

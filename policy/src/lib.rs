@@ -9,6 +9,7 @@ pub mod access;
 pub mod claims;
 pub mod cookies;
 pub mod ids;
+pub mod matching;
 pub mod paths;
 pub mod portal;
 pub mod reason;

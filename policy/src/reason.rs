@@ -40,6 +40,14 @@ pub enum Reason {
     // infrastructure the sign-in depends on
     MetadataUnavailable,
     StoreUnavailable,
+    // directory and matching
+    NotSetUp,
+    AccountDisabled,
+    PortalNotAllowed,
+    EmailNotVerified,
+    BoundToAnother,
+    RecordWithoutOid,
+    DirectoryUnavailable,
     // requests
     NoSession,
     BadRequest,
@@ -82,6 +90,13 @@ impl Reason {
             CodeExchangeFailed => "code_exchange_failed",
             MetadataUnavailable => "metadata_unavailable",
             StoreUnavailable => "store_unavailable",
+            NotSetUp => "not_set_up",
+            AccountDisabled => "account_disabled",
+            PortalNotAllowed => "portal_not_allowed",
+            EmailNotVerified => "email_not_verified",
+            BoundToAnother => "bound_to_another",
+            RecordWithoutOid => "record_without_oid",
+            DirectoryUnavailable => "directory_unavailable",
             NoSession => "no_session",
             BadRequest => "bad_request",
             NoPortal => "no_portal",
@@ -94,9 +109,10 @@ impl Reason {
         use Reason::*;
         match self {
             NoSession => 401,
-            TenantNotAllowed | CsrfMismatch => 403,
+            TenantNotAllowed | CsrfMismatch | NotSetUp | AccountDisabled | PortalNotAllowed | EmailNotVerified
+            | BoundToAnother | RecordWithoutOid => 403,
             NoPortal => 421,
-            MetadataUnavailable | StoreUnavailable => 503,
+            MetadataUnavailable | StoreUnavailable | DirectoryUnavailable => 503,
             _ => 400,
         }
     }
@@ -127,6 +143,19 @@ impl Reason {
             StoreUnavailable => {
                 "Sign-in is temporarily unavailable (session storage is down). Please try again in a moment."
             }
+            NotSetUp => "Your account is not set up in this application; contact your administrator.",
+            AccountDisabled => "Your account in this application is disabled; contact your administrator.",
+            PortalNotAllowed => "Your account cannot use this portal; use the portal meant for you.",
+            EmailNotVerified => {
+                "Your organisation has not verified the email address it sent, so it cannot identify you here; contact your administrator."
+            }
+            BoundToAnother => {
+                "The account with this email address is linked to a different Microsoft identity; contact your administrator."
+            }
+            RecordWithoutOid => {
+                "Your account here is not linked to a Microsoft identity yet; contact your administrator."
+            }
+            DirectoryUnavailable => "Sign-in is temporarily unavailable (the user directory cannot be reached).",
             NoSession => "You need to sign in.",
             BadRequest => "The request was not understood.",
             NoPortal => "This address is not served by this gateway.",

@@ -83,6 +83,10 @@ pub struct Options {
     pub insecure_dev_cookies: bool,
     /// Extra top-level YAML appended to the config.
     pub extra_yaml: String,
+    /// `sso.auto_redirect_agents` and `_users` (the login page when off).
+    pub auto_redirect: bool,
+    /// Extra `sso:` keys, e.g. `", users: false"`.
+    pub sso_extra: String,
     /// Extra lines inside `entra:` (each indented by two spaces).
     pub entra_extra: String,
     /// Changes to the mock Entra before it starts.
@@ -99,6 +103,8 @@ impl Default for Options {
             insecure_dev_cookies: true,
             extra_yaml: String::new(),
             entra_extra: String::new(),
+            auto_redirect: true,
+            sso_extra: String::new(),
             mock: |_| {},
         }
     }
@@ -146,7 +152,11 @@ pub struct Harness {
 
 impl Harness {
     pub async fn start(options: Options) -> Harness {
-        let port = free_port();
+        Self::start_on(options, free_port()).await
+    }
+
+    /// On a chosen gateway port (for configs that must name it).
+    pub async fn start_on(options: Options, port: u16) -> Harness {
         let metrics_port = free_port();
         let base = format!("http://127.0.0.1:{port}");
         let scheme = if options.insecure_dev_cookies { "http" } else { "https" };
@@ -221,7 +231,7 @@ entra:
   {secret}
   {fed}
   {entra_extra}
-sso: {{ single_logout: {slo} }}
+sso: {{ single_logout: {slo}, auto_redirect_agents: {auto}, auto_redirect_users: {auto}{sso_extra} }}
 portals:
   - {{ name: agent, kind: agent, url: "{portal_url}" }}
   - {{ name: portal, kind: user, url: "{portal_url}/portal" }}
@@ -232,6 +242,8 @@ routes: {{ public: ["/public/*"] }}
 "#,
             insecure = o.insecure_dev_cookies,
             slo = o.single_logout,
+            auto = o.auto_redirect,
+            sso_extra = o.sso_extra,
             extra = o.extra_yaml,
             entra_extra = o.entra_extra.replace("{MOCK}", entra),
         )

@@ -57,25 +57,28 @@ async fn chromium() -> (Driver, fantoccini::Client) {
     panic!("chromedriver did not start: {last:?}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn chromium_signs_in_through_the_demo() {
-    let port = free_port();
-    let _demo = GatewayProcess::demo(port).await;
-    let (_driver, c) = chromium().await;
-    let base = format!("http://127.0.0.1:{port}");
+/// The demo's login page, then "Sign in with Microsoft" (remember me as
+/// given), then the mock Entra's login form as alice.
+async fn sign_in_through_the_login_page(c: &fantoccini::Client, base: &str, remember: bool) {
     c.goto(&format!("{base}/tickets")).await.expect("open the demo");
-
-    // The mock Entra's login form: type the account, press Next.
+    let button = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("sign-in-microsoft"))
+        .await
+        .expect("login page");
+    if remember {
+        c.find(Locator::Id("remember_me")).await.unwrap().click().await.unwrap();
+    }
+    button.click().await.unwrap();
     let field = c
         .wait()
         .at_most(Duration::from_secs(10))
         .for_element(Locator::Id("i0116"))
         .await
-        .expect("login form");
+        .expect("mock Entra form");
     field.send_keys("alice@contoso.example").await.unwrap();
     c.find(Locator::Id("idSIButton9")).await.unwrap().click().await.unwrap();
-
-    // form_post back to the gateway, then the demo app with the user's name.
     let greeting = c
         .wait()
         .at_most(Duration::from_secs(10))
@@ -83,19 +86,41 @@ async fn chromium_signs_in_through_the_demo() {
         .await
         .expect("demo app page");
     assert_eq!(greeting.text().await.unwrap(), "Hello, Alice Agent");
-    let url = c.current_url().await.unwrap();
     assert_eq!(
-        url.as_str(),
+        c.current_url().await.unwrap().as_str(),
         format!("{base}/tickets"),
         "back where the browser started"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chromium_signs_in_through_the_demo() {
+    let port = free_port();
+    let _demo = GatewayProcess::demo(port).await;
+    let (_driver, c) = chromium().await;
+    let base = format!("http://127.0.0.1:{port}");
+
+    c.goto(&format!("{base}/auth/login")).await.unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("sign-in-microsoft"))
+        .await
+        .unwrap();
+    std::fs::write(artifacts().join("login-page.png"), c.screenshot().await.unwrap()).unwrap();
+
+    sign_in_through_the_login_page(&c, &base, false).await;
     let body = c.find(Locator::Css("body")).await.unwrap().text().await.unwrap();
     assert!(
         body.contains("which it verified"),
         "the app verified the assertion: {body}"
     );
-    let png = c.screenshot().await.unwrap();
-    std::fs::write(artifacts().join("demo-signed-in.png"), png).unwrap();
+    std::fs::write(artifacts().join("demo-signed-in.png"), c.screenshot().await.unwrap()).unwrap();
+    let session = c.get_named_cookie("entra_gw_agent").await.expect("session cookie");
+    assert!(
+        session.expires().is_none() || matches!(session.expires(), Some(cookie::Expiration::Session)),
+        "not remembered: a browser-session cookie"
+    );
+    assert_eq!(session.http_only(), Some(true));
 
     // Signing out (a same-origin link) ends at the signed-out page.
     c.find(Locator::LinkText("Sign out"))
@@ -114,8 +139,54 @@ async fn chromium_signs_in_through_the_demo() {
     c.goto(&format!("{base}/tickets")).await.unwrap();
     c.wait()
         .at_most(Duration::from_secs(10))
-        .for_element(Locator::Id("i0116"))
+        .for_element(Locator::Id("sign-in-microsoft"))
         .await
-        .expect("signed out: login form again");
+        .expect("signed out: login page again");
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chromium_remember_me_gives_a_persistent_cookie() {
+    let port = free_port();
+    let _demo = GatewayProcess::demo(port).await;
+    let (_driver, c) = chromium().await;
+    let base = format!("http://127.0.0.1:{port}");
+    sign_in_through_the_login_page(&c, &base, true).await;
+    let session = c.get_named_cookie("entra_gw_agent").await.expect("session cookie");
+    let expires = session.expires_datetime().expect("remember me: a persistent cookie");
+    let days = (expires - cookie::time::OffsetDateTime::now_utc()).whole_days();
+    assert!(
+        (29..=30).contains(&days),
+        "remembered for remember_me_days (30), got {days}"
+    );
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chromium_uses_a_local_account() {
+    let port = free_port();
+    let _demo = GatewayProcess::demo(port).await;
+    let (_driver, c) = chromium().await;
+    let base = format!("http://127.0.0.1:{port}");
+    c.goto(&format!("{base}/tickets")).await.unwrap();
+    let local = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("use-local-account"))
+        .await
+        .unwrap();
+    local.click().await.unwrap();
+    let greeting = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("greeting"))
+        .await
+        .expect("the app itself");
+    assert_eq!(
+        greeting.text().await.unwrap(),
+        "Hello, stranger",
+        "no identity: the app's own login applies"
+    );
+    assert_eq!(c.current_url().await.unwrap().as_str(), format!("{base}/tickets"));
     c.close().await.unwrap();
 }

@@ -14,7 +14,7 @@ use http::Request;
 use policy::Reason;
 use policy::TenantId;
 use policy::claims::{TokenExpectations, VerifiedIdentity, check_issuer_and_tenant};
-use policy::cookies::{login_cookie_name, session_cookie_name};
+use policy::cookies::{local_cookie_name, login_cookie_name, session_cookie_name};
 use std::time::Instant;
 use subtle::ConstantTimeEq;
 
@@ -287,5 +287,10 @@ async fn create_session(
         &mut resp,
         &respond::expired_cookie(login_cookie.to_string(), cx.secure_cookies),
     );
+    // Signed in with SSO: no longer a "local account" browser.
+    let local = local_cookie_name(&cfg.cookie_name, &portal.name, cx.secure_cookies);
+    if respond::find_cookie(&cookies, &local).is_some() {
+        respond::add_cookie(&mut resp, &respond::expired_cookie(local, cx.secure_cookies));
+    }
     Ok(resp)
 }

@@ -53,13 +53,14 @@ pub async fn handle(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Res
             return respond::refusal(Reason::CsrfMismatch, None, Some(portal), true);
         }
     } else if !same_origin(req, portal) {
-        return respond::html(
+        return respond::html_posting_to(
             200,
             crate::pages::logout_confirm(
                 &portal.path("/auth/logout"),
                 &session.csrf,
                 portal.branding.color.as_deref(),
             ),
+            app.metadata.end_session_endpoint.as_deref(),
         );
     }
     end_session(app, cx, portal, &id, &session, cookie_name).await

@@ -2,6 +2,7 @@
 //! from a request to a response: no Pingora types here.
 
 pub mod callback;
+pub mod local;
 pub mod login;
 pub mod logout;
 
@@ -69,13 +70,13 @@ pub async fn handle(app: &App, req: Request<Bytes>, cx: &RequestContext) -> Resp
     let portal = app.portal(cx.portal);
     let nav = is_navigation(&req);
     match (req.method().clone(), cx.rel_path.as_str()) {
-        (Method::GET, "/auth/login") => {
-            let p = params(&req);
-            login::start(app, &req, cx, param(&p, "rd"), false).await
-        }
+        (Method::GET, "/auth/login") => local::login_entry(app, &req, cx).await,
+        (Method::POST, "/auth/local") => local::use_local_account(app, &req, cx),
         (Method::POST, "/auth/login") => {
             let p = params(&req);
-            let remember = param(&p, "remember_me").is_some_and(|v| v == "on" || v == "1" || v == "true");
+            // The box exists only with sso.remember_me; ignore it otherwise.
+            let remember = app.config.sso.remember_me
+                && param(&p, "remember_me").is_some_and(|v| v == "on" || v == "1" || v == "true");
             login::start(app, &req, cx, param(&p, "rd"), remember).await
         }
         (Method::GET | Method::POST, "/auth/account/azureresponse") => callback::handle(app, &req, cx).await,
@@ -84,7 +85,7 @@ pub async fn handle(app: &App, req: Request<Bytes>, cx: &RequestContext) -> Resp
             200,
             crate::pages::logged_out(&portal.path("/auth/login"), portal.branding.color.as_deref()),
         ),
-        (_, "/auth/login" | "/auth/account/azureresponse" | "/auth/logout" | "/auth/logged-out") => {
+        (_, "/auth/login" | "/auth/local" | "/auth/account/azureresponse" | "/auth/logout" | "/auth/logged-out") => {
             let mut r = respond::json(405, &serde_json::json!({ "error": "method_not_allowed" }));
             *r.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
             r

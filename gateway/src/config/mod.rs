@@ -200,6 +200,8 @@ pub struct Sso {
     pub single_logout: bool,
     pub remember_me: bool,
     pub remember_me_days: u64,
+    /// Whether an auto-redirected sign-in (no login page, no box) is remembered.
+    pub remember_me_default: bool,
 }
 
 impl Sso {

@@ -101,6 +101,7 @@ pub struct RawSso {
     pub single_logout: bool,
     pub remember_me: bool,
     pub remember_me_days: u64,
+    pub remember_me_default: bool,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
@@ -118,6 +119,7 @@ impl Default for RawSso {
             single_logout: true,
             remember_me: true,
             remember_me_days: 30,
+            remember_me_default: false,
             unknown: Unknown::new(),
         }
     }

@@ -466,6 +466,7 @@ fn sso(cx: &mut Ctx<'_>, r: RawSso) -> Sso {
         single_logout: r.single_logout,
         remember_me: r.remember_me,
         remember_me_days: r.remember_me_days,
+        remember_me_default: r.remember_me_default,
     }
 }
 

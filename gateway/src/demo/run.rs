@@ -71,16 +71,16 @@ pub fn run(opts: DemoOptions) -> Result<(), Box<dyn std::error::Error>> {
         Ok::<_, std::io::Error>((entra, app))
     })?;
     let yaml = format!(
-        r#"
+        r##"
 server: {{ listen: "{listen}", metrics_listen: "", insecure_dev_cookies: true }}
 upstream: {{ url: "http://{app_addr}" }}
 entra: {{ tenant_id: "{DEMO_TENANT}", client_id: "{DEMO_CLIENT}", authority_host: "{entra}" }}
 sso: {{ single_logout: true }}
 portals:
-  - {{ name: agent, kind: agent, url: "{gw}" }}
-  - {{ name: portal, kind: user, url: "{gw}/portal" }}
+  - {{ name: agent, kind: agent, url: "{gw}", branding: {{ title: "Sign in to the agent app" }} }}
+  - {{ name: portal, kind: user, url: "{gw}/portal", branding: {{ title: "Support portal", color: "#0f7b45" }} }}
 identity: {{ audience: demo-app }}
-"#,
+"##,
         listen = opts.listen,
         entra = entra.base_url(),
     );

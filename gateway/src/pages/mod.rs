@@ -11,6 +11,7 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("error.html", include_str!("templates/error.html")),
         ("logged_out.html", include_str!("templates/logged_out.html")),
         ("logout_confirm.html", include_str!("templates/logout_confirm.html")),
+        ("login.html", include_str!("templates/login.html")),
     ] {
         env.add_template(name, src).expect("bundled templates parse");
     }
@@ -45,6 +46,29 @@ pub fn error(p: &ErrorPage<'_>) -> String {
     )
 }
 
+pub struct LoginPage<'a> {
+    pub heading: &'a str,
+    pub logo_url: Option<&'a str>,
+    pub color: Option<&'a str>,
+    pub action: &'a str,
+    pub local_action: &'a str,
+    pub rd: &'a str,
+    /// Show the "Remember me" box (`sso.remember_me`).
+    pub remember_me: bool,
+    pub remember_me_days: u64,
+}
+
+pub fn login(p: &LoginPage<'_>) -> String {
+    render(
+        "login.html",
+        context! {
+            title => p.heading, heading => p.heading, logo_url => p.logo_url, color => p.color, action => p.action,
+            local_action => p.local_action, rd => p.rd, remember_me => p.remember_me,
+            remember_me_days => p.remember_me_days,
+        },
+    )
+}
+
 pub fn logged_out(login_url: &str, color: Option<&str>) -> String {
     render("logged_out.html", context! { title => "Signed out", login_url, color })
 }
@@ -74,5 +98,9 @@ mod tests {
         assert!(html.contains("&lt;script&gt;"));
         assert!(!html.contains("<script>alert"));
         assert!(html.contains("idp_error"));
+        assert!(
+            html.contains("--brand: #0b5cad;"),
+            "the default colour when none is configured"
+        );
     }
 }
