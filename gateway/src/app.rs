@@ -31,6 +31,8 @@ pub struct App {
     pub jwks: JwksCache,
     pub metadata: DiscoveryDocument,
     pub signer: AssertionSigner,
+    /// None with `directory.kind: open` (no matching: the user is `<tid>:<oid>`).
+    pub directory: Option<Arc<dyn crate::directory::Directory>>,
     assertions: Mutex<HashMap<SessionId, (Arc<str>, i64)>>,
     tenants: RwLock<Arc<TenantPolicy>>,
     csp: Mutex<CspStatus>,
@@ -57,6 +59,7 @@ impl App {
         http: reqwest::Client,
         metadata: DiscoveryDocument,
         signer: AssertionSigner,
+        directory: Option<Arc<dyn crate::directory::Directory>>,
     ) -> Self {
         App {
             portal_routes: config.portal_routes(),
@@ -68,6 +71,7 @@ impl App {
             http,
             metadata,
             signer,
+            directory,
             assertions: Mutex::new(HashMap::new()),
         }
     }
@@ -245,6 +249,17 @@ impl App {
         let jwt: Arc<str> = jwt.into();
         cache.insert(id.clone(), (jwt.clone(), exp));
         Some(jwt)
+    }
+
+    /// The first request after an auto-create carries `new_user: true` once:
+    /// signed uncached, then the flag is cleared in the store.
+    pub async fn assertion_for_new_user(&self, id: &SessionId, s: &mut Session) -> Option<Arc<str>> {
+        let jwt = self.signer.sign(s, now_unix()).ok().map(|(j, _)| Arc::<str>::from(j));
+        s.new_user = false;
+        let ttl = self.session_ttl(s, now_unix());
+        // If the write fails the flag may show once more; never worse.
+        let _ = self.store_op("put_session", self.store.put_session(id, s, ttl)).await;
+        jwt
     }
 
     pub fn forget_assertion(&self, id: &SessionId) {

@@ -230,8 +230,13 @@ impl ProxyHttp for GatewayProxy {
             local_account = respond::find_cookie(&cookies, &local).is_some();
             if let Some(value) = respond::find_cookie(&cookies, &name) {
                 match app.session_for_cookie(value, portal).await {
-                    Ok(Some((id, s))) => {
-                        if let Some(jwt) = app.assertion_for(&id, &s) {
+                    Ok(Some((id, mut s))) => {
+                        let jwt = if s.new_user {
+                            app.assertion_for_new_user(&id, &mut s).await
+                        } else {
+                            app.assertion_for(&id, &s)
+                        };
+                        if let Some(jwt) = jwt {
                             ctx.identity = Some((jwt, s));
                             has_session = true;
                         }

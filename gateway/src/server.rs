@@ -32,9 +32,6 @@ pub enum StartError {
 /// for, so `run` refuses instead (check-config only reports them).
 pub fn unsupported_settings(c: &Config) -> Vec<String> {
     let mut v = Vec::new();
-    if !matches!(c.directory, crate::config::Directory::Open) {
-        v.push("directory.kind other than open".to_string());
-    }
     if c.two_factor.required_for != TwoFactorRequired::Nobody {
         v.push("two_factor.required_for other than nobody".to_string());
     }
@@ -118,7 +115,16 @@ pub async fn build_app(config: Config) -> Result<Arc<App>, StartError> {
     let store = connect_store(&config).await?;
     let metadata = load_metadata(&http, &config).await?;
     let signer = load_signer(&config, store.as_ref()).await?;
-    let app = Arc::new(App::new(config, store, http, metadata, signer));
+    let directory: Option<Arc<dyn crate::directory::Directory>> = match &config.directory {
+        crate::config::Directory::Open => None,
+        crate::config::Directory::Builtin => Some(Arc::new(crate::directory::builtin::BuiltinDirectory::new(
+            store.clone(),
+        ))),
+        crate::config::Directory::Http { lookup_url, create_url } => Some(Arc::new(
+            crate::directory::http::HttpDirectory::new(http.clone(), lookup_url.clone(), create_url.clone()),
+        )),
+    };
+    let app = Arc::new(App::new(config, store, http, metadata, signer, directory));
     // Multi-tenant keys are fetched per token tenant, once it is allowed.
     if app.config.entra.tenant_type == crate::config::TenantType::Single
         && let Err(e) = app.jwks.refresh(&app.metadata.jwks_uri).await

@@ -206,7 +206,15 @@ async fn complete(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Resul
         return Err(refuse(Reason::CHashMismatch));
     }
 
-    let resp = create_session(app, req, cx, &record, &identity, &cookie_name)
+    let who = super::matching::resolve(app, portal.kind, &identity, &record)
+        .await
+        .map_err(|reason| Refused {
+            reason,
+            detail: None,
+            clear_cookie: clear.clone(),
+            tid: Some(identity.tid.to_string()),
+        })?;
+    let resp = create_session(app, req, cx, &record, &identity, &who, &cookie_name)
         .await
         .map_err(refuse)?;
     tracing::info!(
@@ -222,6 +230,7 @@ async fn create_session(
     cx: &RequestContext,
     record: &LoginRecord,
     id: &VerifiedIdentity,
+    who: &super::matching::Resolved,
     login_cookie: &str,
 ) -> Result<Resp, Reason> {
     let portal = app.portal(cx.portal);
@@ -245,7 +254,7 @@ async fn create_session(
         email: id.email.clone(),
         sid: id.sid.clone(),
         login_hint: id.login_hint.clone(),
-        user_key: format!("{}:{}", id.tid, id.oid),
+        user_key: who.user_key.clone(),
         client: record.client.clone(),
         created_at: now,
         last_seen: now,
@@ -253,7 +262,7 @@ async fn create_session(
         idle_timeout_secs: idle,
         remember_me: remember,
         csrf: random_token(24),
-        new_user: false,
+        new_user: who.new_user,
     };
     // A fresh id at every sign-in; the browser's previous session at this
     // portal, if any, ends here.

@@ -5,6 +5,7 @@ pub mod callback;
 pub mod local;
 pub mod login;
 pub mod logout;
+pub mod matching;
 
 use crate::app::App;
 use crate::respond::{self, Resp};
