@@ -225,3 +225,23 @@ async fn a_local_account_goes_to_the_apps_own_login_until_sso() {
     assert!(done.cookie("entra_gw_local_agent").is_some_and(|c| c.is_deletion()));
     assert_eq!(b.whoami().await.json()["verified"], true);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_auto_redirect_the_configured_remember_me_default_applies() {
+    for (default, want) in [(true, Some(30 * 86400)), (false, None)] {
+        let h = Harness::start(Options {
+            sso_extra: format!(", remember_me_default: {default}"),
+            ..Options::default()
+        })
+        .await;
+        let b = h.browser();
+        let a = b.begin_login("/").await;
+        let fp = b.idp_sign_in(&a, "alice@contoso.example").await;
+        let done = b.deliver(&fp).await;
+        assert_eq!(
+            done.cookie("entra_gw_agent").unwrap().max_age(),
+            want,
+            "remember_me_default: {default}"
+        );
+    }
+}
