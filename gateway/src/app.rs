@@ -8,7 +8,8 @@ use crate::entra::discovery::DiscoveryDocument;
 use crate::entra::jwks::JwksCache;
 use crate::identity::AssertionSigner;
 use crate::metrics::METRICS;
-use crate::session::{Session, SessionId, Store, StoreError, now_unix};
+use crate::session::cache::LocalCache;
+use crate::session::{Revocation, Session, SessionId, Store, StoreError, now_unix};
 use policy::TenantId;
 use policy::portal::PortalRoute;
 use policy::tenants::TenantPolicy;
@@ -22,6 +23,7 @@ const TOUCH_INTERVAL_SECS: i64 = 60;
 /// Re-sign an assertion when less than this is left of its lifetime.
 const RESIGN_MARGIN_SECS: i64 = 60;
 const ASSERTION_CACHE_MAX: usize = 100_000;
+const SESSION_CACHE_MAX: usize = 100_000;
 
 pub struct App {
     pub config: Config,
@@ -35,6 +37,8 @@ pub struct App {
     pub directory: Option<Arc<dyn crate::directory::Directory>>,
     assertions: Mutex<HashMap<SessionId, (Arc<str>, i64)>>,
     tenants: RwLock<Arc<TenantPolicy>>,
+    /// Sessions read recently (Redis only): the fast path's source.
+    pub cache: LocalCache,
     csp: Mutex<CspStatus>,
 }
 
@@ -65,6 +69,14 @@ impl App {
             portal_routes: config.portal_routes(),
             tenants: RwLock::new(Arc::new(config.entra.tenant_policy(config.client_tenants()))),
             csp: Mutex::new(CspStatus::default()),
+            cache: LocalCache::new(
+                if store.kind() == "redis" {
+                    config.session.local_cache_ttl
+                } else {
+                    Duration::ZERO
+                },
+                SESSION_CACHE_MAX,
+            ),
             jwks: JwksCache::new(http.clone()),
             config,
             store,
@@ -210,8 +222,14 @@ impl App {
                 .inc();
             return Ok(None);
         };
-        let Some(mut s) = self.store_op("get_session", self.store.get_session(&id)).await? else {
-            return Ok(None);
+        let cached = self.cache.get(&id);
+        let from_cache = cached.is_some();
+        let mut s = match cached {
+            Some(s) => s,
+            None => match self.store_op("get_session", self.store.get_session(&id)).await? {
+                Some(s) => s,
+                None => return Ok(None),
+            },
         };
         let now = now_unix();
         if !s.is_live(now) || s.portal != portal.name {
@@ -220,8 +238,19 @@ impl App {
         if now - s.last_seen >= TOUCH_INTERVAL_SECS {
             s.last_seen = now;
             let ttl = self.session_ttl(&s, now);
-            self.store_op("touch_session", self.store.put_session(&id, &s, ttl))
-                .await?;
+            match self
+                .store_op("touch_session", self.store.put_session(&id, &s, ttl))
+                .await
+            {
+                Ok(()) => {}
+                // Store down: a cached session keeps working until its entry
+                // expires; the touch is retried on a later request.
+                Err(_) if from_cache => return Ok(Some((id, s))),
+                Err(e) => return Err(e),
+            }
+            self.cache.put(&id, &s);
+        } else if !from_cache {
+            self.cache.put(&id, &s);
         }
         Ok(Some((id, s)))
     }
@@ -260,6 +289,42 @@ impl App {
         // If the write fails the flag may show once more; never worse.
         let _ = self.store_op("put_session", self.store.put_session(id, s, ttl)).await;
         jwt
+    }
+
+    /// Ends sessions everywhere: the store, this instance's caches, and (over
+    /// the revocation bus) every other instance's. Returns how many ended.
+    pub async fn end_sessions(&self, ids: &[SessionId], kind: &'static str) -> Result<usize, StoreError> {
+        let mut ended = 0;
+        for id in ids {
+            self.store_op("delete_session", self.store.delete_session(id)).await?;
+            self.drop_cached(id);
+            // Best effort: if the bus is down, the other caches' TTL bounds it.
+            let _ = self
+                .store_op("publish_revocation", self.store.publish_revocation(id))
+                .await;
+            METRICS.logouts.with_label_values(&[kind]).inc();
+            ended += 1;
+        }
+        Ok(ended)
+    }
+
+    pub fn drop_cached(&self, id: &SessionId) {
+        self.cache.remove(id);
+        self.forget_assertion(id);
+    }
+
+    /// Applies what other instances revoked (runs for the process lifetime).
+    pub async fn follow_revocations(self: Arc<Self>) {
+        let Some(mut rx) = self.store.revocations() else { return };
+        while let Some(r) = rx.recv().await {
+            match r {
+                Revocation::Session(id) => self.drop_cached(&id),
+                Revocation::Flush => {
+                    self.cache.clear();
+                    self.assertions.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                }
+            }
+        }
     }
 
     pub fn forget_assertion(&self, id: &SessionId) {

@@ -203,9 +203,25 @@ fn tenants_sync(arg: &ConfigArg) -> ExitCode {
     }
 }
 
-fn not_yet(what: &str) -> ExitCode {
-    eprintln!("entra-gateway: `{what}` is not available in this version yet (see docs/configuration.md)");
-    ExitCode::from(1)
+fn revoke(arg: &ConfigArg, user: Option<&str>, sid: Option<&str>) -> ExitCode {
+    let c = match load(arg) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match server::revoke_sessions(c, user, sid) {
+        Ok(n) => {
+            println!("revoked {n} session(s)");
+            ExitCode::SUCCESS
+        }
+        Err(e @ server::StartError::Unsupported(_)) => {
+            eprintln!("entra-gateway: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("entra-gateway: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -244,8 +260,8 @@ fn main() -> ExitCode {
             command: DirectoryCommand::List(arg),
         } => directory_list(&arg),
         Command::Sessions {
-            command: SessionsCommand::Revoke { .. },
-        } => not_yet("sessions revoke"),
+            command: SessionsCommand::Revoke { user, sid, config },
+        } => revoke(&config, user.as_deref(), sid.as_deref()),
         Command::Tenants {
             command: TenantsCommand::Sync(arg),
         } => tenants_sync(&arg),

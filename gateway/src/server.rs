@@ -125,6 +125,8 @@ pub async fn build_app(config: Config) -> Result<Arc<App>, StartError> {
         )),
     };
     let app = Arc::new(App::new(config, store, http, metadata, signer, directory));
+    // Every instance drops what any instance revoked (Redis pub/sub).
+    tokio::spawn(app.clone().follow_revocations());
     // Multi-tenant keys are fetched per token tenant, once it is allowed.
     if app.config.entra.tenant_type == crate::config::TenantType::Single
         && let Err(e) = app.jwks.refresh(&app.metadata.jwks_uri).await
@@ -154,6 +156,31 @@ async fn csp_loop(app: Arc<App>) {
         }
         tokio::time::sleep(poll).await;
     }
+}
+
+/// `entra-gateway sessions revoke`: ends a user's sessions (or those of one
+/// Entra `sid`) in the shared store and tells every instance over the bus.
+pub fn revoke_sessions(config: Config, user: Option<&str>, sid: Option<&str>) -> Result<usize, StartError> {
+    if matches!(config.session.store, StoreConfig::Memory) {
+        return Err(StartError::Unsupported(
+            "session.store: memory lives inside the running gateway; revoking needs session.store: redis".into(),
+        ));
+    }
+    let rt = control_runtime()?;
+    rt.block_on(async {
+        let store = connect_store(&config).await?;
+        let store_err = |e: crate::session::StoreError| StartError::Store(e.to_string());
+        let ids = match (user, sid) {
+            (Some(u), _) => store.sessions_by_user(u).await.map_err(store_err)?,
+            (None, Some(s)) => store.sessions_by_sid(s).await.map_err(store_err)?,
+            (None, None) => Vec::new(),
+        };
+        for id in &ids {
+            store.delete_session(id).await.map_err(store_err)?;
+            store.publish_revocation(id).await.map_err(store_err)?;
+        }
+        Ok(ids.len())
+    })
 }
 
 /// `entra-gateway tenants sync`: one sync, written to the store every

@@ -269,8 +269,7 @@ async fn create_session(
     let session_cookie = session_cookie_name(&cfg.cookie_name, &portal.name, cx.secure_cookies);
     let cookies = respond::request_cookies(req.headers());
     if let Some(old) = respond::find_cookie(&cookies, &session_cookie).and_then(SessionId::parse) {
-        let _ = app.store_op("delete_session", app.store.delete_session(&old)).await;
-        app.forget_assertion(&old);
+        let _ = app.end_sessions(&[old], "replaced").await;
     }
     let sid = SessionId::generate();
     app.store_op(

@@ -4,7 +4,6 @@
 use super::{RequestContext, param, params};
 use crate::app::App;
 use crate::config::Portal;
-use crate::metrics::METRICS;
 use crate::respond::{self, Resp};
 use crate::session::{Session, SessionId};
 use bytes::Bytes;
@@ -74,19 +73,11 @@ async fn end_session(
     s: &Session,
     cookie_name: String,
 ) -> Resp {
-    if app
-        .store_op("delete_session", app.store.delete_session(id))
-        .await
-        .is_err()
-    {
+    let slo = app.config.sso.single_logout && app.metadata.end_session_endpoint.is_some();
+    let kind = if slo { "single_logout" } else { "local" };
+    if app.end_sessions(std::slice::from_ref(id), kind).await.is_err() {
         return respond::refusal(Reason::StoreUnavailable, None, Some(portal), true);
     }
-    app.forget_assertion(id);
-    let slo = app.config.sso.single_logout && app.metadata.end_session_endpoint.is_some();
-    METRICS
-        .logouts
-        .with_label_values(&[if slo { "single_logout" } else { "local" }])
-        .inc();
     tracing::info!(event = "logout", kind = if slo { "single_logout" } else { "local" }, portal = %portal.name, tid = %s.tid, oid = %s.oid);
 
     let location = match (&app.metadata.end_session_endpoint, slo) {

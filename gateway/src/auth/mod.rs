@@ -2,6 +2,7 @@
 //! from a request to a response: no Pingora types here.
 
 pub mod callback;
+pub mod frontchannel;
 pub mod local;
 pub mod login;
 pub mod logout;
@@ -82,6 +83,7 @@ pub async fn handle(app: &App, req: Request<Bytes>, cx: &RequestContext) -> Resp
         }
         (Method::GET | Method::POST, "/auth/account/azureresponse") => callback::handle(app, &req, cx).await,
         (Method::GET | Method::POST, "/auth/logout") => logout::handle(app, &req, cx).await,
+        (Method::GET, "/auth/account/frontchannel-logout") => frontchannel::handle(app, &req, cx).await,
         (Method::GET, "/auth/logged-out") => respond::html(
             200,
             crate::pages::logged_out(&portal.path("/auth/login"), portal.branding.color.as_deref()),

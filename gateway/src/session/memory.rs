@@ -12,6 +12,8 @@ struct Inner {
     logins: HashMap<String, (LoginRecord, Instant)>,
     values: HashMap<String, String>,
     leases: HashMap<String, Instant>,
+    by_sid: HashMap<String, Vec<SessionId>>,
+    by_user: HashMap<String, Vec<SessionId>>,
     writes: u64,
 }
 
@@ -24,6 +26,13 @@ impl Inner {
             let now = Instant::now();
             self.sessions.retain(|_, (_, exp)| *exp > now);
             self.logins.retain(|_, (_, exp)| *exp > now);
+            let sessions = &self.sessions;
+            for index in [&mut self.by_sid, &mut self.by_user] {
+                index.retain(|_, ids| {
+                    ids.retain(|id| sessions.contains_key(id));
+                    !ids.is_empty()
+                });
+            }
         }
     }
 }
@@ -55,6 +64,16 @@ impl Store for MemoryStore {
         let mut g = self.lock();
         g.sweep();
         g.sessions.insert(id.clone(), (s.clone(), Instant::now() + ttl));
+        if let Some(sid) = &s.sid {
+            let v = g.by_sid.entry(sid.clone()).or_default();
+            if !v.contains(id) {
+                v.push(id.clone());
+            }
+        }
+        let v = g.by_user.entry(s.user_key.clone()).or_default();
+        if !v.contains(id) {
+            v.push(id.clone());
+        }
         METRICS.sessions_active.set(g.sessions.len() as i64);
         Ok(())
     }
@@ -122,6 +141,48 @@ impl Store for MemoryStore {
                 Ok(true)
             }
         }
+    }
+
+    async fn sessions_by_sid(&self, sid: &str) -> Result<Vec<SessionId>, StoreError> {
+        let mut g = self.lock();
+        let now = Instant::now();
+        let live: Vec<SessionId> = g
+            .by_sid
+            .get(sid)
+            .map(|v| {
+                v.iter()
+                    .filter(|id| g.sessions.get(id).is_some_and(|(_, e)| *e > now))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        g.by_sid.insert(sid.to_string(), live.clone());
+        Ok(live)
+    }
+
+    async fn sessions_by_user(&self, user: &str) -> Result<Vec<SessionId>, StoreError> {
+        let mut g = self.lock();
+        let now = Instant::now();
+        let live: Vec<SessionId> = g
+            .by_user
+            .get(user)
+            .map(|v| {
+                v.iter()
+                    .filter(|id| g.sessions.get(id).is_some_and(|(_, e)| *e > now))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        g.by_user.insert(user.to_string(), live.clone());
+        Ok(live)
+    }
+
+    async fn publish_revocation(&self, _id: &SessionId) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn revocations(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Revocation>> {
+        None
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

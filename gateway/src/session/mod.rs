@@ -1,6 +1,7 @@
 //! Sessions and pending logins: the [`Store`] trait with an in-memory and a
 //! Redis implementation, and the records they hold.
 
+pub mod cache;
 pub mod memory;
 pub mod redis_store;
 
@@ -105,6 +106,14 @@ pub struct LoginRecord {
     pub started_at: i64,
 }
 
+/// A message on the revocation bus.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Revocation {
+    Session(SessionId),
+    /// The bus was disconnected: messages may have been missed, drop all.
+    Flush,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("session store unavailable: {0}")]
@@ -131,6 +140,15 @@ pub trait Store: Send + Sync + 'static {
     /// Takes a lease for `ttl` unless another holder has it: one instance
     /// does a periodic job, the others skip it.
     async fn try_lease(&self, key: &str, ttl: Duration) -> Result<bool, StoreError>;
+    /// Live session ids indexed under an ID token `sid` (front-channel logout).
+    async fn sessions_by_sid(&self, sid: &str) -> Result<Vec<SessionId>, StoreError>;
+    /// Live session ids of a user (directory key).
+    async fn sessions_by_user(&self, user: &str) -> Result<Vec<SessionId>, StoreError>;
+    /// Tells every instance that a session ended.
+    async fn publish_revocation(&self, id: &SessionId) -> Result<(), StoreError>;
+    /// Revocations published by any instance, for this instance's cache; None
+    /// when the store has no bus (a single in-memory instance needs none).
+    fn revocations(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Revocation>>;
     async fn ping(&self) -> Result<(), StoreError>;
     fn kind(&self) -> &'static str;
 }

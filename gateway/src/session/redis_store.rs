@@ -11,6 +11,7 @@ use redis::aio::ConnectionManager;
 
 pub struct RedisStore {
     conn: ConnectionManager,
+    client: redis::Client,
     prefix: String,
 }
 
@@ -30,19 +31,49 @@ impl RedisStore {
             .set_number_of_retries(2);
         let conn = tokio::time::timeout(
             Duration::from_secs(10),
-            ConnectionManager::new_with_config(client, config),
+            ConnectionManager::new_with_config(client.clone(), config),
         )
         .await
         .map_err(|_| StoreError::Unavailable("timed out connecting to Redis".into()))?
         .map_err(unavailable)?;
         Ok(RedisStore {
             conn,
+            client,
             prefix: prefix.to_string(),
         })
     }
 
     fn session_key(&self, id: &SessionId) -> String {
         format!("{}s:{{{}}}", self.prefix, id.as_str())
+    }
+
+    fn sid_key(&self, sid: &str) -> String {
+        format!("{}sid:{{{sid}}}", self.prefix)
+    }
+
+    fn user_key(&self, user: &str) -> String {
+        format!("{}user:{{{user}}}", self.prefix)
+    }
+
+    fn channel(&self) -> String {
+        format!("{}revoked", self.prefix)
+    }
+
+    /// Members of an index set that still exist; dead ones are pruned.
+    async fn live_members(&self, key: &str) -> Result<Vec<SessionId>, StoreError> {
+        let mut c = self.conn.clone();
+        let members: Vec<String> = c.smembers(key).await.map_err(unavailable)?;
+        let mut live = Vec::new();
+        for m in members {
+            let Some(id) = SessionId::parse(&m) else { continue };
+            let exists: bool = c.exists(self.session_key(&id)).await.map_err(unavailable)?;
+            if exists {
+                live.push(id);
+            } else {
+                let _: Result<(), _> = c.srem(key, &m).await;
+            }
+        }
+        Ok(live)
     }
 
     fn login_key(&self, state: &str) -> String {
@@ -67,9 +98,21 @@ fn encode<T: Serialize>(v: &T) -> Result<String, StoreError> {
 impl Store for RedisStore {
     async fn put_session(&self, id: &SessionId, s: &Session, ttl: Duration) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
-        c.set_ex::<_, _, ()>(self.session_key(id), encode(s)?, ttl_secs(ttl))
-            .await
-            .map_err(unavailable)
+        let ttl = ttl_secs(ttl);
+        let mut p = redis::pipe();
+        p.set_ex(self.session_key(id), encode(s)?, ttl).ignore();
+        let mut indexes = vec![self.user_key(&s.user_key)];
+        if let Some(sid) = &s.sid {
+            indexes.push(self.sid_key(sid));
+        }
+        // An index lives as long as its longest-lived session: NX gives a
+        // new set its expiry, GT only ever extends it.
+        for k in &indexes {
+            p.sadd(k, id.as_str()).ignore();
+            p.cmd("EXPIRE").arg(k).arg(ttl).arg("NX").ignore();
+            p.cmd("EXPIRE").arg(k).arg(ttl).arg("GT").ignore();
+        }
+        p.query_async::<()>(&mut c).await.map_err(unavailable)
     }
 
     async fn get_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
@@ -132,6 +175,56 @@ impl Store for RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(taken.is_some())
+    }
+
+    async fn sessions_by_sid(&self, sid: &str) -> Result<Vec<SessionId>, StoreError> {
+        self.live_members(&self.sid_key(sid)).await
+    }
+
+    async fn sessions_by_user(&self, user: &str) -> Result<Vec<SessionId>, StoreError> {
+        self.live_members(&self.user_key(user)).await
+    }
+
+    async fn publish_revocation(&self, id: &SessionId) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        c.publish::<_, _, ()>(self.channel(), id.as_str())
+            .await
+            .map_err(unavailable)
+    }
+
+    fn revocations(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Revocation>> {
+        use futures_util::StreamExt;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let client = self.client.clone();
+        let channel = self.channel();
+        tokio::spawn(async move {
+            loop {
+                if let Ok(mut ps) = client.get_async_pubsub().await
+                    && ps.subscribe(&channel).await.is_ok()
+                {
+                    // Anything revoked while we were away is unknown: start clean.
+                    if tx.send(Revocation::Flush).is_err() {
+                        return;
+                    }
+                    tracing::info!(event = "revocation_bus", state = "subscribed");
+                    let mut messages = ps.on_message();
+                    while let Some(msg) = messages.next().await {
+                        let Ok(payload) = msg.get_payload::<String>() else {
+                            continue;
+                        };
+                        if let Some(id) = SessionId::parse(&payload)
+                            && tx.send(Revocation::Session(id)).is_err()
+                        {
+                            return;
+                        }
+                    }
+                    tracing::warn!(event = "revocation_bus", state = "disconnected");
+                }
+                // Resubscribe by itself; meanwhile the cache TTL bounds staleness.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+        Some(rx)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -1,0 +1,232 @@
+//! Several instances as one (issue 5, part): shared sessions, front-channel
+//! logout and revocation ending a session on every instance within a second,
+//! and Redis going away and coming back.
+
+use e2e::*;
+use std::time::{Duration, Instant};
+
+/// Another gateway process on the same Redis (same config, its own port).
+async fn instance(h: &Harness) -> (GatewayProcess, Browser) {
+    let port = free_port();
+    let mport = free_port();
+    let yaml = Harness::config_yaml(
+        &h.options,
+        port,
+        mport,
+        &format!("http://127.0.0.1:{port}"),
+        h.entra.base_url(),
+        h.app,
+    );
+    (
+        GatewayProcess::start(&yaml, port, mport).await,
+        Browser::new(&format!("http://127.0.0.1:{port}"), false),
+    )
+}
+
+/// Polls until every browser is refused; returns how long that took.
+async fn until_refused(browsers: &[&Browser]) -> Duration {
+    let start = Instant::now();
+    loop {
+        let mut all = true;
+        for b in browsers {
+            if b.whoami().await.status != 401 {
+                all = false;
+            }
+        }
+        if all {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "still signed in after 5 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn copy_session(from: &Browser, to: &Browser) {
+    to.set_cookie("entra_gw_agent", &from.cookie("entra_gw_agent").unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_instances_share_sessions_and_frontchannel_logout_ends_them_everywhere() {
+    let redis = RedisServer::start();
+    let h = Harness::start(Options {
+        redis_url: Some(redis.url()),
+        ..Options::default()
+    })
+    .await;
+    let (_b_proc, b) = instance(&h).await;
+    let (_c_proc, c) = instance(&h).await;
+    let a = h.signed_in("alice@contoso.example").await;
+    copy_session(&a, &b);
+    copy_session(&a, &c);
+    let sid = a.whoami().await.json()["claims"]["sid"].as_str().unwrap().to_string();
+    for x in [&a, &b, &c] {
+        assert_eq!(
+            x.whoami().await.status,
+            200,
+            "the session made on A works on every instance (and is cached)"
+        );
+    }
+    // Entra's front-channel request lands on C: no cookies, only sid (+iss).
+    let url = format!(
+        "{}/auth/account/frontchannel-logout?sid={sid}&iss={}",
+        c.base,
+        h.entra.issuer(TENANT)
+    );
+    let r = reqwest::get(&url).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-cache, no-store");
+    assert!(r.headers().get("x-frame-options").is_none());
+    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(
+        csp.contains(&format!("frame-ancestors {}", h.entra.base_url())),
+        "{csp}"
+    );
+    let took = until_refused(&[&a, &b, &c]).await;
+    assert!(took < Duration::from_secs(1), "ended everywhere in {took:?}");
+    eprintln!("front-channel logout ended the session on 3 instances in {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revoke_by_user_ends_every_session_of_that_user_everywhere() {
+    let redis = RedisServer::start();
+    let h = Harness::start(Options {
+        redis_url: Some(redis.url()),
+        ..Options::default()
+    })
+    .await;
+    let (_b_proc, b) = instance(&h).await;
+    let first = h.signed_in("alice@contoso.example").await;
+    let second = h.signed_in("alice@contoso.example").await;
+    let other = h.signed_in("zoe@contoso.example").await;
+    copy_session(&first, &b);
+    assert_eq!(b.whoami().await.status, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("g.yaml");
+    std::fs::write(
+        &cfg,
+        Harness::config_yaml(
+            &h.options,
+            free_port(),
+            free_port(),
+            &h.portal_url,
+            h.entra.base_url(),
+            h.app,
+        ),
+    )
+    .unwrap();
+    let user = format!("{TENANT}:a11ce000-0000-4000-8000-000000000001");
+    let out = std::process::Command::new(gateway_bin())
+        .args(["sessions", "revoke", "--user", &user, "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "revoked 2 session(s)");
+    let took = until_refused(&[&first, &second, &b]).await;
+    assert!(took < Duration::from_secs(1), "revoked everywhere in {took:?}");
+    assert_eq!(other.whoami().await.status, 200, "other users are untouched");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn frontchannel_logout_that_must_end_nothing() {
+    let redis = RedisServer::start();
+    let h = Harness::start(Options {
+        redis_url: Some(redis.url()),
+        ..Options::default()
+    })
+    .await;
+    let a = h.signed_in("alice@contoso.example").await;
+    let sid = a.whoami().await.json()["claims"]["sid"].as_str().unwrap().to_string();
+    for query in [
+        String::new(),
+        "?sid=".into(),
+        "?sid=an-unknown-sid".into(),
+        format!("?sid={sid}&iss={}", h.entra.issuer(OTHER_TENANT)),
+        format!("?sid={sid}&iss=https://login.microsoftonline.com/{TENANT}/v2.0"),
+    ] {
+        let r = reqwest::get(format!("{}/auth/account/frontchannel-logout{query}", h.base))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{query}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(a.whoami().await.status, 200, "{query} must end nothing");
+    }
+
+    // With single logout off, even the right sid ends nothing.
+    let redis2 = RedisServer::start();
+    let h = Harness::start(Options {
+        redis_url: Some(redis2.url()),
+        single_logout: false,
+        ..Options::default()
+    })
+    .await;
+    let a = h.signed_in("alice@contoso.example").await;
+    let sid = a.whoami().await.json()["claims"]["sid"].as_str().unwrap().to_string();
+    let r = reqwest::get(format!("{}/auth/account/frontchannel-logout?sid={sid}", h.base))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        a.whoami().await.status,
+        200,
+        "SLO off: front-channel logout ends nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn frontchannel_logout_with_the_memory_store() {
+    let h = Harness::start(Options::default()).await;
+    let a = h.signed_in("alice@contoso.example").await;
+    let sid = a.whoami().await.json()["claims"]["sid"].as_str().unwrap().to_string();
+    let r = reqwest::get(format!("{}/auth/account/frontchannel-logout?sid={sid}", h.base))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(a.whoami().await.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_going_away_and_coming_back() {
+    let mut redis = RedisServer::start();
+    let port = redis.port;
+    let h = Harness::start(Options {
+        redis_url: Some(redis.url()),
+        // A generous cache TTL so the outage test is not a race.
+        extra_yaml: String::new(),
+        ..Options::default()
+    })
+    .await;
+    let a = h.signed_in("alice@contoso.example").await;
+    assert_eq!(a.whoami().await.status, 200); // now cached
+    redis.stop();
+    assert_eq!(
+        a.whoami().await.status,
+        200,
+        "a cached session keeps working while Redis is down"
+    );
+    let r = h.browser().get("/").await;
+    assert_eq!(r.status, 503, "a new sign-in gets a clear 503 page: {}", r.body);
+    assert!(r.body.contains("store_unavailable"));
+    let ready = reqwest::get(h.url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    // The cache entry ages out (local_cache_ttl 5 s): then the session cannot
+    // be confirmed and the gateway says so (503), without panicking.
+    tokio::time::sleep(Duration::from_millis(5200)).await;
+    assert_eq!(a.whoami().await.status, 503);
+
+    // Redis back (empty: no persistence): the gateway reconnects by itself.
+    let _redis = RedisServer::start_on(port);
+    let mut recovered = false;
+    for _ in 0..100 {
+        if reqwest::get(h.url("/readyz")).await.unwrap().status() == 200 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "readiness recovers without a restart:\n{}", h.gateway.logs());
+    let b = h.signed_in("alice@contoso.example").await;
+    assert_eq!(b.whoami().await.status, 200, "new sign-ins work again");
+    assert!(h.metric("entra_gateway_session_store_errors_total", &[]).await >= 1.0);
+}
