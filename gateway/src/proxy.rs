@@ -166,6 +166,16 @@ impl ProxyHttp for GatewayProxy {
             return Ok(true);
         }
 
+        if !policy::paths::is_normalized(&path) {
+            ctx.outcome = "bad_request";
+            METRICS.bad_requests.with_label_values(&["path_not_normalized"]).inc();
+            write(
+                session,
+                respond::refusal(Reason::BadRequest, Some("The path contains dot segments."), None, nav),
+            )
+            .await?;
+            return Ok(true);
+        }
         let host = header(req, "host")
             .map(str::to_string)
             .or_else(|| req.uri.authority().map(|a| a.to_string()))

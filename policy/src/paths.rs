@@ -20,9 +20,43 @@ fn is_safe(p: &str) -> bool {
         && !p.chars().any(|c| c.is_control() || c.is_whitespace())
 }
 
+/// Whether a request path is free of dot segments (`.`/`..`, also
+/// percent-encoded) and backslashes. Portals are told apart by path prefix;
+/// a path the application would normalise into another portal
+/// (`/portal/../admin`) must not be matched to the first one.
+pub fn is_normalized(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    if lower.contains('\\') || lower.contains("%5c") {
+        return false;
+    }
+    lower.replace("%2f", "/").split('/').all(|seg| {
+        let decoded = seg.replace("%2e", ".");
+        decoded != "." && decoded != ".."
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dot_segments() {
+        for ok in ["/", "/a/b", "/a.b/c..d", "/portal/", "/x?y=../z"] {
+            assert!(is_normalized(ok.split('?').next().unwrap()), "{ok}");
+        }
+        for bad in [
+            "/portal/../admin",
+            "/./x",
+            "/a/..",
+            "/a/%2e%2e/b",
+            "/a/%2E./b",
+            "/a%2f..%2fb",
+            "/a\\..\\b",
+            "/a%5cb",
+        ] {
+            assert!(!is_normalized(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn table() {

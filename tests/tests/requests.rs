@@ -139,6 +139,26 @@ async fn unknown_hosts_and_oversized_auth_bodies_get_clear_4xx() {
         .await;
     assert_eq!(r.status, 421);
     assert!(r.body.contains("no_portal"));
+    // A path the app would normalise into another portal is refused.
+    // (Sent raw: HTTP clients normalise such URLs themselves.)
+    for path in ["/portal/../api/whoami", "/portal/%2e%2e/api/whoami", "/portal/..%2fapi"] {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", h.gateway.port))
+            .await
+            .unwrap();
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+            h.gateway.port
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        assert!(
+            out.starts_with("HTTP/1.1 400"),
+            "{path}: {}",
+            out.lines().next().unwrap_or("")
+        );
+    }
     let big = vec![("state".to_string(), "y".repeat(200 * 1024))];
     let r = b.post_form("/auth/account/azureresponse", &big).await;
     assert_eq!(r.status, 413);
