@@ -192,14 +192,17 @@ fn tenants_sync(arg: &ConfigArg) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(e @ server::StartError::Unsupported(_)) => {
-            eprintln!("entra-gateway: {e}");
-            ExitCode::from(2)
-        }
-        Err(e) => {
-            eprintln!("entra-gateway: {e}");
-            ExitCode::from(1)
-        }
+        Err(e) => start_error(e),
+    }
+}
+
+/// Exit 2 for what the configuration asks and this command cannot do, 1 for
+/// runtime failures (SPEC §2).
+fn start_error(e: server::StartError) -> ExitCode {
+    eprintln!("entra-gateway: {e}");
+    match e {
+        server::StartError::Unsupported(_) => ExitCode::from(2),
+        _ => ExitCode::from(1),
     }
 }
 
@@ -213,14 +216,7 @@ fn revoke(arg: &ConfigArg, user: Option<&str>, sid: Option<&str>) -> ExitCode {
             println!("revoked {n} session(s)");
             ExitCode::SUCCESS
         }
-        Err(e @ server::StartError::Unsupported(_)) => {
-            eprintln!("entra-gateway: {e}");
-            ExitCode::from(2)
-        }
-        Err(e) => {
-            eprintln!("entra-gateway: {e}");
-            ExitCode::from(1)
-        }
+        Err(e) => start_error(e),
     }
 }
 
@@ -236,14 +232,7 @@ fn main() -> ExitCode {
             };
             match server::run(c) {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e @ server::StartError::Unsupported(_)) => {
-                    eprintln!("entra-gateway: {e}");
-                    ExitCode::from(2)
-                }
-                Err(e) => {
-                    eprintln!("entra-gateway: {e}");
-                    ExitCode::from(1)
-                }
+                Err(e) => start_error(e),
             }
         }
         Command::Demo { listen } => match entra_gateway::demo::run(entra_gateway::demo::DemoOptions { listen }) {

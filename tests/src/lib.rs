@@ -249,6 +249,19 @@ routes: {{ public: ["/public/*"] }}
         )
     }
 
+    /// Another gateway process with this harness' options, on its own port
+    /// (same store, mock and app), and a browser pointed at it.
+    pub async fn another_instance(&self) -> (GatewayProcess, Browser) {
+        let port = free_port();
+        let mport = free_port();
+        let portal = format!("http://127.0.0.1:{port}");
+        let yaml = Self::config_yaml(&self.options, port, mport, &portal, self.entra.base_url(), self.app);
+        (
+            GatewayProcess::start(&yaml, port, mport).await,
+            Browser::new(&portal, false),
+        )
+    }
+
     pub fn browser(&self) -> Browser {
         Browser::new(&self.base, !self.options.insecure_dev_cookies)
     }

@@ -5,24 +5,6 @@
 use e2e::*;
 use std::time::{Duration, Instant};
 
-/// Another gateway process on the same Redis (same config, its own port).
-async fn instance(h: &Harness) -> (GatewayProcess, Browser) {
-    let port = free_port();
-    let mport = free_port();
-    let yaml = Harness::config_yaml(
-        &h.options,
-        port,
-        mport,
-        &format!("http://127.0.0.1:{port}"),
-        h.entra.base_url(),
-        h.app,
-    );
-    (
-        GatewayProcess::start(&yaml, port, mport).await,
-        Browser::new(&format!("http://127.0.0.1:{port}"), false),
-    )
-}
-
 /// Polls until every browser is refused; returns how long that took.
 async fn until_refused(browsers: &[&Browser]) -> Duration {
     let start = Instant::now();
@@ -53,8 +35,8 @@ async fn three_instances_share_sessions_and_frontchannel_logout_ends_them_everyw
         ..Options::default()
     })
     .await;
-    let (_b_proc, b) = instance(&h).await;
-    let (_c_proc, c) = instance(&h).await;
+    let (_b_proc, b) = h.another_instance().await;
+    let (_c_proc, c) = h.another_instance().await;
     let a = h.signed_in("alice@contoso.example").await;
     copy_session(&a, &b);
     copy_session(&a, &c);
@@ -94,7 +76,7 @@ async fn revoke_by_user_ends_every_session_of_that_user_everywhere() {
         ..Options::default()
     })
     .await;
-    let (_b_proc, b) = instance(&h).await;
+    let (_b_proc, b) = h.another_instance().await;
     let first = h.signed_in("alice@contoso.example").await;
     let second = h.signed_in("alice@contoso.example").await;
     let other = h.signed_in("zoe@contoso.example").await;

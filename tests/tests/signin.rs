@@ -142,18 +142,7 @@ async fn sessions_in_redis_survive_a_gateway_restart_and_work_on_a_second_instan
     .await;
     let b = h.signed_in("alice@contoso.example").await;
     // A second gateway process on another port, same Redis.
-    let port = free_port();
-    let mport = free_port();
-    let yaml = Harness::config_yaml(
-        &h.options,
-        port,
-        mport,
-        &format!("http://127.0.0.1:{port}"),
-        h.entra.base_url(),
-        h.app,
-    );
-    let _second = GatewayProcess::start(&yaml, port, mport).await;
-    let b2 = Browser::new(&format!("http://127.0.0.1:{port}"), false);
+    let (_second, b2) = h.another_instance().await;
     b2.set_cookie("entra_gw_agent", &b.cookie("entra_gw_agent").unwrap());
     let j = b2.whoami().await.json();
     assert_eq!(j["claims"]["oid"], "a11ce000-0000-4000-8000-000000000001", "{j}");

@@ -17,7 +17,28 @@ struct Inner {
     writes: u64,
 }
 
+#[derive(Clone, Copy)]
+enum Index {
+    Sid,
+    User,
+}
+
 impl Inner {
+    /// Live members of an index entry; dead ones are pruned on the way.
+    fn live(&mut self, which: Index, key: &str) -> Vec<SessionId> {
+        let now = Instant::now();
+        let sessions = &self.sessions;
+        let index = match which {
+            Index::Sid => &mut self.by_sid,
+            Index::User => &mut self.by_user,
+        };
+        let Some(ids) = index.get_mut(key) else {
+            return Vec::new();
+        };
+        ids.retain(|id| sessions.get(id).is_some_and(|(_, e)| *e > now));
+        ids.clone()
+    }
+
     /// Expired entries are dropped now and then on write, so memory stays
     /// bounded by what is live.
     fn sweep(&mut self) {
@@ -144,37 +165,11 @@ impl Store for MemoryStore {
     }
 
     async fn sessions_by_sid(&self, sid: &str) -> Result<Vec<SessionId>, StoreError> {
-        let mut g = self.lock();
-        let now = Instant::now();
-        let live: Vec<SessionId> = g
-            .by_sid
-            .get(sid)
-            .map(|v| {
-                v.iter()
-                    .filter(|id| g.sessions.get(id).is_some_and(|(_, e)| *e > now))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        g.by_sid.insert(sid.to_string(), live.clone());
-        Ok(live)
+        Ok(self.lock().live(Index::Sid, sid))
     }
 
     async fn sessions_by_user(&self, user: &str) -> Result<Vec<SessionId>, StoreError> {
-        let mut g = self.lock();
-        let now = Instant::now();
-        let live: Vec<SessionId> = g
-            .by_user
-            .get(user)
-            .map(|v| {
-                v.iter()
-                    .filter(|id| g.sessions.get(id).is_some_and(|(_, e)| *e > now))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        g.by_user.insert(user.to_string(), live.clone());
-        Ok(live)
+        Ok(self.lock().live(Index::User, user))
     }
 
     async fn publish_revocation(&self, _id: &SessionId) -> Result<(), StoreError> {
