@@ -262,6 +262,28 @@ routes: {{ public: ["/public/*"] }}
         )
     }
 
+    /// Runs an `entra-gateway` subcommand against this harness' configuration
+    /// (same store, mock, app), as an operator would: `ARGS --config FILE`.
+    pub fn command(&self, args: &[&str]) -> std::process::Output {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("gateway.yaml");
+        let yaml = Self::config_yaml(
+            &self.options,
+            free_port(),
+            free_port(),
+            &self.portal_url,
+            self.entra.base_url(),
+            self.app,
+        );
+        std::fs::write(&cfg, yaml).expect("write config");
+        std::process::Command::new(gateway_bin())
+            .args(args)
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .expect("run gateway")
+    }
+
     pub fn browser(&self) -> Browser {
         Browser::new(&self.base, !self.options.insecure_dev_cookies)
     }

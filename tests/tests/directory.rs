@@ -4,31 +4,14 @@
 
 use e2e::*;
 use serde_json::json;
-use std::process::Command;
 
 const ALICE_OID: &str = "a11ce000-0000-4000-8000-000000000001";
 
 fn import(h: &Harness, csv: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("g.yaml");
-    let yaml = Harness::config_yaml(
-        &h.options,
-        free_port(),
-        free_port(),
-        &h.portal_url,
-        h.entra.base_url(),
-        h.app,
-    );
-    std::fs::write(&cfg, yaml).unwrap();
     let file = dir.path().join("users.csv");
     std::fs::write(&file, csv).unwrap();
-    let out = Command::new(gateway_bin())
-        .args(["directory", "import"])
-        .arg(&file)
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = h.command(&["directory", "import", file.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     stdout

@@ -82,26 +82,8 @@ async fn revoke_by_user_ends_every_session_of_that_user_everywhere() {
     let other = h.signed_in("zoe@contoso.example").await;
     copy_session(&first, &b);
     assert_eq!(b.whoami().await.status, 200);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("g.yaml");
-    std::fs::write(
-        &cfg,
-        Harness::config_yaml(
-            &h.options,
-            free_port(),
-            free_port(),
-            &h.portal_url,
-            h.entra.base_url(),
-            h.app,
-        ),
-    )
-    .unwrap();
     let user = format!("{TENANT}:a11ce000-0000-4000-8000-000000000001");
-    let out = std::process::Command::new(gateway_bin())
-        .args(["sessions", "revoke", "--user", &user, "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = h.command(&["sessions", "revoke", "--user", &user]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "revoked 2 session(s)");
     let took = until_refused(&[&first, &second, &b]).await;

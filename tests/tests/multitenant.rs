@@ -404,24 +404,8 @@ async fn csp_sync_allows_customers_and_a_failure_keeps_the_last_good_list() {
 async fn tenants_sync_command_merges_pages_and_shares_the_list_through_redis() {
     let redis = RedisServer::start();
     let h = Harness::start(csp_options(Some(redis.url()))).await;
-    let port = free_port();
-    let yaml = Harness::config_yaml(
-        &h.options,
-        port,
-        free_port(),
-        &format!("http://127.0.0.1:{port}"),
-        h.entra.base_url(),
-        h.app,
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("g.yaml");
-    std::fs::write(&f, &yaml).unwrap();
     redis.cli(&["del", "egtest:v:csp_tenants"]);
-    let out = std::process::Command::new(gateway_bin())
-        .args(["tenants", "sync", "--config"])
-        .arg(&f)
-        .output()
-        .unwrap();
+    let out = h.command(&["tenants", "sync"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("2 customer tenant(s)"), "{stdout}");
@@ -441,25 +425,13 @@ async fn tenants_sync_command_merges_pages_and_shares_the_list_through_redis() {
 
     // A failing sync exits 1 and leaves the stored list as it was.
     h.entra.fail_graph(Some(403));
-    let out = std::process::Command::new(gateway_bin())
-        .args(["tenants", "sync", "--config"])
-        .arg(&f)
-        .output()
-        .unwrap();
+    let out = h.command(&["tenants", "sync"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(redis.cli(&["get", "egtest:v:csp_tenants"]), stored);
 
     // Another instance whose own sync fails still uses the shared list.
-    let mport = free_port();
-    let yaml = Harness::config_yaml(
-        &h.options,
-        port,
-        mport,
-        &format!("http://127.0.0.1:{port}"),
-        h.entra.base_url(),
-        h.app,
-    );
-    let _second = GatewayProcess::start(&yaml, port, mport).await;
+    let (second, _) = h.another_instance().await;
+    let mport = second.metrics_port;
     let metric = || async {
         let text = reqwest::get(format!("http://127.0.0.1:{mport}/metrics"))
             .await
