@@ -152,6 +152,7 @@ fn check_config(arg: &ConfigArg) -> ExitCode {
             "id_token, response_mode=form_post (enable \"ID tokens\" under Authentication)"
         }
     );
+    println!("session store:   {}", c.session.store.describe());
     println!();
     println!("Register in the App Registration (Authentication > Web platform):");
     for p in &c.portals {

@@ -35,11 +35,6 @@ pub fn unsupported_settings(c: &Config) -> Vec<String> {
     if c.two_factor.required_for != TwoFactorRequired::Nobody {
         v.push("two_factor.required_for other than nobody".to_string());
     }
-    if let StoreConfig::Redis { urls } = &c.session.store
-        && (urls.len() != 1 || !urls[0].starts_with("redis://"))
-    {
-        v.push("session.redis_url other than one redis:// URL (Sentinel, Cluster, TLS)".to_string());
-    }
     v
 }
 
@@ -58,8 +53,8 @@ fn control_runtime() -> Result<&'static tokio::runtime::Runtime, StartError> {
 async fn connect_store(c: &Config) -> Result<Arc<dyn Store>, StartError> {
     Ok(match &c.session.store {
         StoreConfig::Memory => Arc::new(MemoryStore::new()),
-        StoreConfig::Redis { urls } => Arc::new(
-            RedisStore::connect(&urls[0], &c.session.key_prefix)
+        StoreConfig::Redis(target) => Arc::new(
+            RedisStore::connect(target, &c.session.key_prefix)
                 .await
                 .map_err(|e| StartError::Store(e.to_string()))?,
         ),

@@ -7,9 +7,11 @@
 
 pub mod browser;
 pub mod processes;
+pub mod topologies;
 
 pub use browser::{Browser, FormPost, SetCookie};
-pub use processes::{GatewayProcess, RedisServer, free_port, gateway_bin};
+pub use processes::{GatewayProcess, RedisServer, free_port, gateway_bin, redis_cli};
+pub use topologies::{RedisCluster, RedisSentinels, TlsRedis};
 
 use entra_gateway::demo::app::{DemoAppConfig, start as start_app};
 use entra_gateway::demo::mock_entra::{MockApp, MockEntra, MockEntraConfig, MockUser};
@@ -76,6 +78,10 @@ pub enum Flow {
 pub struct Options {
     pub flow: Flow,
     pub redis_url: Option<String>,
+    /// Seed nodes of a Redis Cluster (`redis_url` as a list); wins over `redis_url`.
+    pub redis_cluster: Vec<String>,
+    /// Extra environment of every gateway process.
+    pub env: Vec<(String, String)>,
     pub single_logout: bool,
     pub federated_domain: Option<String>,
     /// Cookies without `Secure` (plain http). Off: the test acts as a TLS
@@ -98,6 +104,8 @@ impl Default for Options {
         Options {
             flow: Flow::IdToken,
             redis_url: None,
+            redis_cluster: Vec::new(),
+            env: Vec::new(),
             single_logout: true,
             federated_domain: None,
             insecure_dev_cookies: true,
@@ -176,7 +184,7 @@ impl Harness {
         .await
         .expect("app starts");
         let yaml = Self::config_yaml(&options, port, metrics_port, &portal_url, entra.base_url(), app);
-        let gateway = GatewayProcess::start(&yaml, port, metrics_port).await;
+        let gateway = GatewayProcess::start_with_env(&yaml, port, metrics_port, &options.env).await;
         Harness {
             entra,
             gateway,
@@ -196,6 +204,10 @@ impl Harness {
         app: SocketAddr,
     ) -> String {
         let store = match &o.redis_url {
+            _ if !o.redis_cluster.is_empty() => format!(
+                "{{ store: redis, redis_url: {:?}, redis_key_prefix: \"egtest:\" }}",
+                o.redis_cluster
+            ),
             Some(u) => {
                 format!("{{ store: redis, redis_url: \"{u}\", redis_key_prefix: \"egtest:\" }}")
             }
@@ -257,7 +269,7 @@ routes: {{ public: ["/public/*"] }}
         let portal = format!("http://127.0.0.1:{port}");
         let yaml = Self::config_yaml(&self.options, port, mport, &portal, self.entra.base_url(), self.app);
         (
-            GatewayProcess::start(&yaml, port, mport).await,
+            GatewayProcess::start_with_env(&yaml, port, mport, &self.options.env).await,
             Browser::new(&portal, false),
         )
     }
@@ -265,6 +277,11 @@ routes: {{ public: ["/public/*"] }}
     /// Runs an `entra-gateway` subcommand against this harness' configuration
     /// (same store, mock, app), as an operator would: `ARGS --config FILE`.
     pub fn command(&self, args: &[&str]) -> std::process::Output {
+        self.command_with_env(args, &self.options.env)
+    }
+
+    /// [`command`](Self::command) with this environment instead of the options' one.
+    pub fn command_with_env(&self, args: &[&str], env: &[(String, String)]) -> std::process::Output {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = dir.path().join("gateway.yaml");
         let yaml = Self::config_yaml(
@@ -278,6 +295,7 @@ routes: {{ public: ["/public/*"] }}
         std::fs::write(&cfg, yaml).expect("write config");
         std::process::Command::new(gateway_bin())
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .arg("--config")
             .arg(&cfg)
             .output()

@@ -39,6 +39,55 @@ fn wait_for_port(port: u16, timeout: Duration) -> bool {
     false
 }
 
+/// Starts `redis-server` (no persistence, loopback, data in `dir`) with
+/// `extra` arguments (a config file first, then options) and waits for its port.
+pub(crate) fn spawn_redis(port: u16, extra: &[&str], dir: &std::path::Path) -> Child {
+    let mut cmd = Command::new("redis-server");
+    // A config file must come first on redis-server's command line.
+    let (file, options) = match extra.first() {
+        Some(f) if !f.starts_with("--") => (Some(*f), &extra[1..]),
+        _ => (None, extra),
+    };
+    cmd.args(file);
+    cmd.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+        "--loglevel",
+        "warning",
+    ])
+    .arg("--dir")
+    .arg(dir)
+    .args(options)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let child = cmd
+        .spawn()
+        .expect("redis-server is installed (apt-get install redis-server; .ci/run does it)");
+    assert!(
+        wait_for_port(port, Duration::from_secs(10)),
+        "redis-server did not start on {port}"
+    );
+    child
+}
+
+/// `redis-cli -p <port> <args>`, its output trimmed.
+pub fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// A `redis-server` with no persistence, killed on drop.
 pub struct RedisServer {
     child: Option<Child>,
@@ -53,31 +102,7 @@ impl RedisServer {
 
     pub fn start_on(port: u16) -> RedisServer {
         let dir = tempfile::tempdir().expect("tempdir");
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-                "--loglevel",
-                "warning",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (apt-get install redis-server; .ci/run does it)");
-        assert!(
-            wait_for_port(port, Duration::from_secs(10)),
-            "redis-server did not start on {port}"
-        );
+        let child = spawn_redis(port, &[], dir.path());
         RedisServer {
             child: Some(child),
             port,
@@ -91,12 +116,7 @@ impl RedisServer {
 
     /// Runs `redis-cli` against this server and returns its output.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        redis_cli(self.port, args)
     }
 
     pub fn stop(&mut self) {
@@ -124,25 +144,37 @@ pub struct GatewayProcess {
 
 impl GatewayProcess {
     pub async fn start(yaml: &str, port: u16, metrics_port: u16) -> GatewayProcess {
+        Self::start_with_env(yaml, port, metrics_port, &[]).await
+    }
+
+    /// With extra environment variables (e.g. `SSL_CERT_FILE` for a private CA).
+    pub async fn start_with_env(yaml: &str, port: u16, metrics_port: u16, env: &[(String, String)]) -> GatewayProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("gateway.yaml");
         std::fs::write(&config, yaml).expect("write config");
         let args = vec!["run".to_string(), "--config".to_string(), config.display().to_string()];
-        Self::launch(args, port, metrics_port, dir).await
+        Self::launch(args, env, port, metrics_port, dir).await
     }
 
     /// `entra-gateway demo --listen 127.0.0.1:<port>`.
     pub async fn demo(port: u16) -> GatewayProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let args = vec!["demo".to_string(), "--listen".to_string(), format!("127.0.0.1:{port}")];
-        Self::launch(args, port, 0, dir).await
+        Self::launch(args, &[], port, 0, dir).await
     }
 
-    async fn launch(args: Vec<String>, port: u16, metrics_port: u16, dir: tempfile::TempDir) -> GatewayProcess {
+    async fn launch(
+        args: Vec<String>,
+        env: &[(String, String)],
+        port: u16,
+        metrics_port: u16,
+        dir: tempfile::TempDir,
+    ) -> GatewayProcess {
         let log = dir.path().join("gateway.log");
         let log_file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(gateway_bin())
             .args(&args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log_file)

@@ -4,6 +4,7 @@
 
 pub mod duration;
 pub mod raw;
+pub mod redis_target;
 mod validate;
 
 use crate::entra::cloud::Cloud;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use url::Url;
 
+pub use redis_target::RedisTarget;
 pub use validate::validate;
 
 /// One configuration problem.
@@ -278,10 +280,29 @@ pub struct Client {
 #[derive(Debug, Clone)]
 pub enum StoreConfig {
     Memory,
-    /// One URL (standalone or Sentinel), or several nodes (Cluster).
-    Redis {
-        urls: Vec<String>,
-    },
+    Redis(RedisTarget),
+}
+
+impl StoreConfig {
+    /// One line for `check-config`, without credentials.
+    pub fn describe(&self) -> String {
+        match self {
+            StoreConfig::Memory => "memory (this process only)".into(),
+            StoreConfig::Redis(RedisTarget::Standalone { url }) => {
+                format!("redis {}", redis_target::redact(url))
+            }
+            StoreConfig::Redis(RedisTarget::Sentinel(s)) => format!(
+                "redis sentinel: master {:?} from {} sentinel(s), database {}{}",
+                s.master_name,
+                s.sentinels.len(),
+                s.db,
+                if s.tls { ", TLS" } else { "" }
+            ),
+            StoreConfig::Redis(RedisTarget::Cluster { nodes }) => {
+                format!("redis cluster: {} seed node(s)", nodes.len())
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -671,40 +671,37 @@ fn session(cx: &mut Ctx<'_>, r: RawSession) -> SessionConfig {
     let store = match r.store.as_deref().unwrap_or("memory") {
         "memory" => StoreConfig::Memory,
         "redis" => {
-            let urls = match r.redis_url {
+            let (urls, list) = match r.redis_url {
                 None => {
                     cx.err("session.redis_url", "required with store: redis");
-                    Vec::new()
+                    (Vec::new(), false)
                 }
-                Some(RawRedisUrl::One(u)) => vec![u],
-                Some(RawRedisUrl::Many(v)) => v,
+                Some(RawRedisUrl::One(u)) => (vec![u], false),
+                Some(RawRedisUrl::Many(v)) => (v, true),
             };
             let mut expanded = Vec::new();
             for (i, u) in urls.iter().enumerate() {
-                let path = if urls.len() == 1 {
-                    "session.redis_url".to_string()
-                } else {
+                let path = if list {
                     format!("session.redis_url[{i}]")
+                } else {
+                    "session.redis_url".to_string()
                 };
-                let Some(u) = cx.expand(&path, u) else {
-                    continue;
-                };
-                match Url::parse(&u) {
-                    Ok(parsed) => {
-                        let ok = match parsed.scheme() {
-                            "redis" | "rediss" => true,
-                            "redis+sentinel" | "rediss+sentinel" => urls.len() == 1,
-                            _ => false,
-                        };
-                        if !ok {
-                            cx.err(&path, "expected redis://, rediss://, redis+sentinel:// (one URL) or a list of redis:// cluster nodes");
-                        }
-                    }
-                    Err(_) => cx.err(&path, "not a URL (redacted)"),
+                if let Some(u) = cx.expand(&path, u) {
+                    expanded.push(u);
                 }
-                expanded.push(u);
             }
-            StoreConfig::Redis { urls: expanded }
+            if expanded.len() == urls.len() && (list || !urls.is_empty()) {
+                match RedisTarget::parse(&expanded, list) {
+                    // Errors name the rule, never echo the URL (it may hold a password).
+                    Ok(target) => StoreConfig::Redis(target),
+                    Err(e) => {
+                        cx.err("session.redis_url", e.to_string());
+                        StoreConfig::Memory
+                    }
+                }
+            } else {
+                StoreConfig::Memory
+            }
         }
         other => {
             cx.err("session.store", format!("{other:?}: expected memory or redis"));
@@ -913,6 +910,41 @@ identity: { audience: halo }
             has(&e, "entra.allowed_tenants[0]: \"not-a-guid\" is not a GUID"),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn redis_topologies() {
+        let store = |v: &str| {
+            let yaml = format!(
+                "{BASE}\nentra: {{ tenant_id: \"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa\", client_id: \"11111111-1111-4111-8111-111111111111\" }}\nsession: {{ store: redis, redis_url: {v} }}"
+            );
+            Config::from_yaml(&yaml).map(|c| c.session.store.describe())
+        };
+        assert_eq!(
+            store("\"redis://127.0.0.1:6379/0\"").unwrap(),
+            "redis redis://127.0.0.1:6379/0"
+        );
+        assert_eq!(
+            store("\"rediss://:secret@cache.example:6380\"").unwrap(),
+            "redis rediss://:redacted@cache.example:6380"
+        );
+        assert_eq!(
+            store("\"redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/halo\"").unwrap(),
+            "redis sentinel: master \"halo\" from 2 sentinel(s), database 0"
+        );
+        assert_eq!(
+            store("[\"redis://10.0.0.1:7000\", \"redis://10.0.0.2:7000\"]").unwrap(),
+            "redis cluster: 2 seed node(s)"
+        );
+        let e = store("\"redis+sentinel://u:hunter2@10.0.0.1/halo\"").unwrap_err();
+        let text: Vec<String> = e.iter().map(ToString::to_string).collect();
+        assert!(
+            has(&text, "session.redis_url: sentinel URL needs host:port"),
+            "{text:?}"
+        );
+        assert!(!text.iter().any(|t| t.contains("hunter2")), "{text:?}");
+        let e = store("[\"redis+sentinel://10.0.0.1:1/m\"]").unwrap_err();
+        assert!(e.iter().any(|e| e.to_string().contains("cluster nodes must be")));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod memory;
+pub mod redis_conn;
 pub mod redis_store;
 
 use async_trait::async_trait;

@@ -2,16 +2,19 @@
 //!
 //! Keys: `<prefix>s:{<id>}` (session), `<prefix>l:{<state>}` (pending login),
 //! `<prefix>v:<name>` (shared values such as the assertion signing key). The
-//! braces are Cluster hash tags, so keys that later move together (a session
-//! and its indexes) can share a slot.
+//! braces are Cluster hash tags: a key's slot is decided by the id alone, so
+//! the prefix never moves keys between slots. No command or pipeline touches
+//! two slots (Cluster would refuse it): a session and its `sid:`/`user:`
+//! indexes are written by one small pipeline per key.
 
+use super::redis_conn::{RedisConn, Subscriber};
 use super::*;
+use crate::config::RedisTarget;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 
 pub struct RedisStore {
-    conn: ConnectionManager,
-    client: redis::Client,
+    conn: RedisConn,
+    subscriber: Subscriber,
     prefix: String,
 }
 
@@ -21,24 +24,16 @@ fn unavailable(e: redis::RedisError) -> StoreError {
 }
 
 impl RedisStore {
-    /// Connects (with a bounded wait) to a standalone Redis.
-    pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let client =
-            redis::Client::open(url).map_err(|e| StoreError::Unavailable(format!("bad redis_url: {:?}", e.kind())))?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(2);
-        let conn = tokio::time::timeout(
-            Duration::from_secs(10),
-            ConnectionManager::new_with_config(client.clone(), config),
-        )
-        .await
-        .map_err(|_| StoreError::Unavailable("timed out connecting to Redis".into()))?
-        .map_err(unavailable)?;
+    /// Connects (with a bounded wait) to a standalone server, a Sentinel
+    /// group's master or a Cluster.
+    pub async fn connect(target: &RedisTarget, prefix: &str) -> Result<Self, StoreError> {
+        let (conn, subscriber) = tokio::time::timeout(Duration::from_secs(10), RedisConn::connect(target))
+            .await
+            .map_err(|_| StoreError::Unavailable(format!("timed out connecting to Redis ({})", target.kind())))?
+            .map_err(unavailable)?;
         Ok(RedisStore {
             conn,
-            client,
+            subscriber,
             prefix: prefix.to_string(),
         })
     }
@@ -63,14 +58,21 @@ impl RedisStore {
     async fn live_members(&self, key: &str) -> Result<Vec<SessionId>, StoreError> {
         let mut c = self.conn.clone();
         let members: Vec<String> = c.smembers(key).await.map_err(unavailable)?;
+        let ids: Vec<SessionId> = members.iter().filter_map(|m| SessionId::parse(m)).collect();
+        // Each session key may live on another node: ask them all at once.
+        let exists = futures_util::future::try_join_all(ids.iter().map(|id| {
+            let mut c = self.conn.clone();
+            let key = self.session_key(id);
+            async move { c.exists::<_, bool>(key).await }
+        }))
+        .await
+        .map_err(unavailable)?;
         let mut live = Vec::new();
-        for m in members {
-            let Some(id) = SessionId::parse(&m) else { continue };
-            let exists: bool = c.exists(self.session_key(&id)).await.map_err(unavailable)?;
+        for (id, exists) in ids.into_iter().zip(exists) {
             if exists {
                 live.push(id);
             } else {
-                let _: Result<(), _> = c.srem(key, &m).await;
+                let _: Result<(), _> = c.srem(key, id.as_str()).await;
             }
         }
         Ok(live)
@@ -97,22 +99,34 @@ fn encode<T: Serialize>(v: &T) -> Result<String, StoreError> {
 #[async_trait]
 impl Store for RedisStore {
     async fn put_session(&self, id: &SessionId, s: &Session, ttl: Duration) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
         let ttl = ttl_secs(ttl);
-        let mut p = redis::pipe();
-        p.set_ex(self.session_key(id), encode(s)?, ttl).ignore();
+        let mut writes = Vec::with_capacity(3);
+        let mut session = redis::pipe();
+        session.set_ex(self.session_key(id), encode(s)?, ttl).ignore();
+        writes.push(session);
         let mut indexes = vec![self.user_key(&s.user_key)];
         if let Some(sid) = &s.sid {
             indexes.push(self.sid_key(sid));
         }
-        // An index lives as long as its longest-lived session: NX gives a
-        // new set its expiry, GT only ever extends it.
         for k in &indexes {
+            // An index lives as long as its longest-lived session: NX gives a
+            // new set its expiry, GT only ever extends it.
+            let mut p = redis::pipe();
             p.sadd(k, id.as_str()).ignore();
             p.cmd("EXPIRE").arg(k).arg(ttl).arg("NX").ignore();
             p.cmd("EXPIRE").arg(k).arg(ttl).arg("GT").ignore();
+            writes.push(p);
         }
-        p.query_async::<()>(&mut c).await.map_err(unavailable)
+        // One pipeline per slot, all in flight together. If one fails the
+        // sign-in fails: no cookie is issued for a session that might be
+        // missing from an index (an index entry without a session is pruned).
+        futures_util::future::try_join_all(writes.iter().map(|p| {
+            let mut c = self.conn.clone();
+            async move { p.query_async::<()>(&mut c).await }
+        }))
+        .await
+        .map(|_| ())
+        .map_err(unavailable)
     }
 
     async fn get_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
@@ -195,11 +209,11 @@ impl Store for RedisStore {
     fn revocations(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Revocation>> {
         use futures_util::StreamExt;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let client = self.client.clone();
+        let subscriber = self.subscriber.clone();
         let channel = self.channel();
         tokio::spawn(async move {
             loop {
-                if let Ok(mut ps) = client.get_async_pubsub().await
+                if let Ok(mut ps) = subscriber.pubsub().await
                     && ps.subscribe(&channel).await.is_ok()
                 {
                     // Anything revoked while we were away is unknown: start clean.
