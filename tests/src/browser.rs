@@ -137,6 +137,9 @@ pub struct Browser {
     /// on plain http would.
     pub https: bool,
     jar: Mutex<BTreeMap<String, String>>,
+    /// Cookies of every other origin (the mock Entra's session cookie), so
+    /// Entra recognises this browser as a real one would.
+    idp_jar: Mutex<BTreeMap<String, String>>,
 }
 
 pub enum Kind {
@@ -158,6 +161,7 @@ impl Browser {
             base: base.to_string(),
             https,
             jar: Mutex::new(BTreeMap::new()),
+            idp_jar: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -235,11 +239,12 @@ impl Browser {
         for (k, v) in headers {
             rb = rb.header(*k, *v);
         }
-        if to_gateway {
-            if self.https {
-                rb = rb.header("x-forwarded-proto", "https");
-            }
-            let jar = self.jar.lock().expect("jar").clone();
+        if to_gateway && self.https {
+            rb = rb.header("x-forwarded-proto", "https");
+        }
+        {
+            let jar = if to_gateway { &self.jar } else { &self.idp_jar };
+            let jar = jar.lock().expect("jar").clone();
             if !jar.is_empty() {
                 let cookie = jar
                     .iter()
@@ -269,12 +274,12 @@ impl Browser {
             .filter_map(|v| v.to_str().ok())
             .filter_map(SetCookie::parse)
             .collect();
-        if to_gateway {
-            let mut jar = self.jar.lock().expect("jar");
+        {
+            let mut jar = if to_gateway { &self.jar } else { &self.idp_jar }.lock().expect("jar");
             for c in &set_cookies {
                 if c.is_deletion() {
                     jar.remove(&c.name);
-                } else if self.https || !c.has("secure") {
+                } else if self.https || !to_gateway || !c.has("secure") {
                     jar.insert(c.name.clone(), c.value.clone());
                 }
             }
@@ -318,10 +323,16 @@ impl Browser {
     }
 
     /// At the mock Entra: the login form, then picking `username`; returns
-    /// the form_post page's form.
+    /// the form_post page's form. If Entra already has a session in this
+    /// browser it answers at once (no form), as the real one does.
     pub async fn idp_sign_in(&self, authorize: &Authorize, username: &str) -> FormPost {
         let page = self.get(&authorize.url).await;
         assert_eq!(page.status, 200, "login form: {}", page.body);
+        if !page.body.contains("id=\"i0116\"")
+            && let Some(silent) = FormPost::parse(&page.body)
+        {
+            return silent;
+        }
         assert!(page.body.contains("id=\"i0116\""), "the mock shows its login form");
         let mut fields: Vec<(String, String)> = authorize.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         fields.push(("username".into(), username.into()));

@@ -190,3 +190,72 @@ async fn chromium_uses_a_local_account() {
     assert_eq!(c.current_url().await.unwrap().as_str(), format!("{base}/tickets"));
     c.close().await.unwrap();
 }
+
+/// Single logout across portals: the agent and user portals share one Entra
+/// browser session (one `sid`). Signing out of the agent portal goes to
+/// Entra's end-session page, which frames every app's front-channel logout
+/// URL; that request (no cookies, only `sid`) ends the user-portal session too.
+#[tokio::test(flavor = "multi_thread")]
+async fn chromium_single_logout_ends_the_other_portal_through_entra_iframes() {
+    let port = free_port();
+    let _demo = GatewayProcess::demo(port).await;
+    let (_driver, c) = chromium().await;
+    let base = format!("http://127.0.0.1:{port}");
+    sign_in_through_the_login_page(&c, &base, false).await;
+
+    // The user portal: Entra already knows this browser, so no form this time.
+    c.goto(&format!("{base}/portal/requests")).await.unwrap();
+    if let Ok(button) = c
+        .wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::Id("sign-in-microsoft"))
+        .await
+    {
+        button.click().await.unwrap();
+    }
+    let greeting = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("greeting"))
+        .await
+        .expect("signed in to the user portal without typing anything");
+    assert_eq!(greeting.text().await.unwrap(), "Hello, Alice Agent");
+    assert!(
+        c.get_named_cookie("entra_gw_portal").await.is_ok(),
+        "a user-portal session"
+    );
+
+    c.goto(&format!("{base}/tickets")).await.unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::LinkText("Sign out"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let h1 = c
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css("h1"))
+        .await
+        .unwrap();
+    assert_eq!(h1.text().await.unwrap(), "You are signed out");
+
+    // The user-portal cookie is still in the browser, but its session is gone.
+    c.goto(&format!("{base}/portal/requests")).await.unwrap();
+    let page = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("body"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !page.contains("Hello, Alice Agent"),
+        "the front-channel logout ended the user-portal session: {page}"
+    );
+    c.close().await.unwrap();
+}

@@ -30,12 +30,23 @@ async fn single_logout_sends_the_browser_to_entra_end_session() {
     assert!(q["logout_hint"].len() > 10 && user.email.is_some());
     assert!(r.cookie("entra_gw_agent").is_some_and(|c| c.is_deletion()));
 
-    // Entra ends its session and comes back to the signed-out page.
-    let back = b.get(loc.as_str()).await;
-    assert_eq!(back.status, 303);
-    assert_eq!(
-        back.location().map(str::to_string),
-        Some(format!("{}/auth/logged-out", h.portal_url))
+    // Entra ends its session: its page frames the app's front-channel
+    // logout URL with the session's sid, then goes back to the signed-out page.
+    let sid_page = b.get(loc.as_str()).await;
+    assert_eq!(sid_page.status, 200);
+    assert!(
+        sid_page
+            .body
+            .contains(&format!("src=\"{}/auth/account/frontchannel-logout?sid=", h.portal_url)),
+        "{}",
+        sid_page.body
+    );
+    assert!(
+        sid_page
+            .body
+            .contains(&format!("location.replace(\"{}/auth/logged-out\")", h.portal_url)),
+        "{}",
+        sid_page.body
     );
     assert_eq!(h.entra.logout_calls().len(), 1);
     let page = b.get("/auth/logged-out").await;

@@ -9,7 +9,7 @@
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -34,11 +34,25 @@ pub struct MockUser {
 }
 
 /// An app registration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct MockApp {
     pub client_id: String,
     pub secret: Option<String>,
     pub redirect_uris: Vec<String>,
+    /// "Front-channel logout URL": framed by the end-session page, with the
+    /// `sid` of the Entra session being ended.
+    pub frontchannel_logout_url: Option<String>,
+}
+
+/// The mock's own browser-session cookie (Entra's is `ESTSAUTH`): a second
+/// sign-in in the same browser reuses the Entra session and its `sid`.
+const SSO_COOKIE: &str = "mock_estsauth";
+
+/// One Entra browser session: who, and which apps signed in through it.
+#[derive(Debug, Clone)]
+struct SsoSession {
+    username: String,
+    apps: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -110,8 +124,8 @@ struct Inner {
     codes: Mutex<HashMap<String, PendingCode>>,
     jwks_fetches: Mutex<HashMap<String, usize>>,
     logouts: Mutex<Vec<LogoutCall>>,
-    /// Mock SSO sessions: sid → user, ended by logout.
-    sessions: Mutex<HashMap<String, String>>,
+    /// Entra browser sessions by `sid`, ended by logout.
+    sessions: Mutex<HashMap<String, SsoSession>>,
     issuer_host: String,
     contracts: Mutex<Vec<String>>,
     graph_failure: Mutex<Option<u16>>,
@@ -536,19 +550,36 @@ async fn jwks(State(s): State<Arc<Inner>>, Path(tenant): Path<String>) -> Respon
 
 type Params = HashMap<String, String>;
 
-async fn authorize_get(State(s): State<Arc<Inner>>, Path(tenant): Path<String>, Query(p): Query<Params>) -> Response {
-    authorize(s, tenant, p)
+async fn authorize_get(
+    State(s): State<Arc<Inner>>,
+    Path(tenant): Path<String>,
+    Query(p): Query<Params>,
+    h: HeaderMap,
+) -> Response {
+    authorize(s, tenant, p, sso_sid(&h))
 }
 
 async fn authorize_post(
     State(s): State<Arc<Inner>>,
     Path(tenant): Path<String>,
     Query(q): Query<Params>,
+    h: HeaderMap,
     Form(f): Form<Params>,
 ) -> Response {
     let mut p = q;
     p.extend(f);
-    authorize(s, tenant, p)
+    authorize(s, tenant, p, sso_sid(&h))
+}
+
+/// The `sid` of this browser's Entra session, from the mock's cookie.
+fn sso_sid(h: &HeaderMap) -> Option<String> {
+    h.get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == SSO_COOKIE)
+        .map(|(_, v)| v.to_string())
 }
 
 fn error_page(status: StatusCode, code: &str, text: &str) -> Response {
@@ -631,7 +662,7 @@ input[type=email]{{width:100%;padding:6px 0;border:0;border-bottom:1px solid #66
     .into_response()
 }
 
-fn authorize(s: Arc<Inner>, tenant: String, p: Params) -> Response {
+fn authorize(s: Arc<Inner>, tenant: String, p: Params, sso: Option<String>) -> Response {
     let get = |k: &str| p.get(k).map(String::as_str);
     let tenant_ok = matches!(tenant.as_str(), "organizations" | "common") || s.known_tenant(&tenant);
     if !tenant_ok {
@@ -696,7 +727,19 @@ fn authorize(s: Arc<Inner>, tenant: String, p: Params) -> Response {
         return post_error("invalid_request", "AADSTS501491: Invalid code_challenge_method.");
     }
 
-    let wanted = get("username").or(get("login_hint"));
+    // An Entra session in this browser signs in without asking, unless the
+    // request names another account.
+    let existing = sso.and_then(|sid| {
+        let sessions = s.sessions.lock().expect("lock");
+        let session = sessions.get(&sid)?;
+        let named = get("username").or(get("login_hint"));
+        named
+            .is_none_or(|n| n.eq_ignore_ascii_case(&session.username))
+            .then(|| (sid.clone(), session.username.clone()))
+    });
+    let wanted = get("username")
+        .or(get("login_hint"))
+        .or(existing.as_ref().map(|(_, u)| u.as_str()));
     let Some(user) = wanted.and_then(|w| s.find_user(w)) else {
         let message = get("username").map(|_| "We couldn't find an account with that username.");
         return login_form(&s, &tenant, &p, message);
@@ -710,14 +753,55 @@ fn authorize(s: Arc<Inner>, tenant: String, p: Params) -> Response {
             ),
         );
     }
-    let sid = crate::session::random_token(16);
+    let sid = existing
+        .map(|(sid, _)| sid)
+        .unwrap_or_else(|| crate::session::random_token(16));
     s.sessions
         .lock()
         .expect("lock")
-        .insert(sid.clone(), user.username.clone());
+        .entry(sid.clone())
+        .or_insert_with(|| SsoSession {
+            username: user.username.clone(),
+            apps: Vec::new(),
+        })
+        .apps
+        .push(app.client_id.clone());
+    let mut response = issue(
+        &s,
+        &app,
+        &user,
+        &redirect_uri,
+        &state,
+        response_type,
+        nonce,
+        get,
+        sid.clone(),
+    );
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        format!("{SSO_COOKIE}={sid}; Path=/; HttpOnly; SameSite=Lax")
+            .parse()
+            .expect("cookie"),
+    );
+    response
+}
+
+/// The form_post that answers a successful authorize: an ID token or a code.
+#[allow(clippy::too_many_arguments)]
+fn issue<'a>(
+    s: &Inner,
+    app: &MockApp,
+    user: &MockUser,
+    redirect_uri: &str,
+    state: &str,
+    response_type: &str,
+    nonce: Option<String>,
+    get: impl Fn(&str) -> Option<&'a str>,
+    sid: String,
+) -> Response {
     if response_type == "id_token" {
         let token = s.mint(
-            &user,
+            user,
             &app.client_id,
             nonce.as_deref(),
             &sid,
@@ -725,22 +809,22 @@ fn authorize(s: Arc<Inner>, tenant: String, p: Params) -> Response {
             &Map::new(),
             &Signing::Active,
         );
-        return form_post(&redirect_uri, &[("id_token", &token), ("state", &state)]);
+        return form_post(redirect_uri, &[("id_token", &token), ("state", state)]);
     }
     let code = crate::session::random_token(48);
     s.codes.lock().expect("lock").insert(
         code.clone(),
         PendingCode {
             client_id: app.client_id.clone(),
-            redirect_uri: redirect_uri.clone(),
+            redirect_uri: redirect_uri.to_string(),
             challenge: get("code_challenge").map(str::to_string),
             nonce,
-            user,
+            user: user.clone(),
             sid,
             expires: now() + 600,
         },
     );
-    form_post(&redirect_uri, &[("code", &code), ("state", &state)])
+    form_post(redirect_uri, &[("code", &code), ("state", state)])
 }
 
 async fn token(State(s): State<Arc<Inner>>, Path(_tenant): Path<String>, Form(f): Form<Params>) -> Response {
@@ -822,7 +906,7 @@ async fn logout(
     State(s): State<Arc<Inner>>,
     Path(tenant): Path<String>,
     Query(p): Query<Params>,
-    _h: HeaderMap,
+    h: HeaderMap,
 ) -> Response {
     let call = LogoutCall {
         tenant,
@@ -831,7 +915,23 @@ async fn logout(
         logout_hint: p.get("logout_hint").cloned(),
     };
     s.logouts.lock().expect("lock").push(call.clone());
-    s.sessions.lock().expect("lock").clear();
+    // End this browser's Entra session; every app that signed in through it
+    // hears of it by its front-channel logout URL, framed below.
+    let ended = sso_sid(&h).and_then(|sid| s.sessions.lock().expect("lock").remove(&sid).map(|e| (sid, e)));
+    let mut frames = Vec::new();
+    if let Some((sid, session)) = &ended {
+        for client in &session.apps {
+            if let Some(url) = s.app(client).and_then(|a| a.frontchannel_logout_url.clone())
+                && !frames.contains(&url)
+            {
+                frames.push(url);
+            }
+        }
+        for url in frames.iter_mut() {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            *url = format!("{url}{sep}sid={sid}");
+        }
+    }
     // Entra redirects only to a post-logout URI on the same host as a
     // registered redirect URI of the app.
     let allowed = |uri: &str| {
@@ -842,10 +942,43 @@ async fn logout(
                 .any(|r| host(r).is_some() && host(r) == host(uri))
         })
     };
-    match &call.post_logout_redirect_uri {
-        Some(uri) if allowed(uri) => Redirect::to(uri).into_response(),
-        _ => Html("<!doctype html><title>Sign out</title><h1>You signed out of your account</h1><p>It's a good idea to close all browser windows.</p>").into_response(),
-    }
+    let next = call.post_logout_redirect_uri.as_deref().filter(|u| allowed(u));
+    let mut r = Html(end_session_page(&frames, next)).into_response();
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        format!("{SSO_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax")
+            .parse()
+            .expect("cookie"),
+    );
+    r
+}
+
+/// Entra's "signing out" page: one hidden iframe per app's front-channel
+/// logout URL; once they have loaded (or after 5 s) it goes on to the
+/// post-logout redirect URI.
+fn end_session_page(frames: &[String], next: Option<&str>) -> String {
+    let iframes: String = frames
+        .iter()
+        .map(|u| {
+            format!(
+                "<iframe class=\"fcl\" src=\"{}\" style=\"display:none\" title=\"sign out\"></iframe>",
+                html_escape(u)
+            )
+        })
+        .collect();
+    let script = match next {
+        Some(n) => format!(
+            "<script>(function(){{var left=document.querySelectorAll('iframe.fcl').length;var go=function(){{location.replace({})}};\
+             if(!left){{go();return}}document.querySelectorAll('iframe.fcl').forEach(function(f){{f.addEventListener('load',function(){{if(--left===0)go()}})}});\
+             setTimeout(go,5000)}})();</script>",
+            serde_json::to_string(n).expect("string").replace('<', "\\u003c")
+        ),
+        None => String::new(),
+    };
+    format!(
+        "<!doctype html><title>Sign out</title><h1>You signed out of your account</h1>\
+         <p>It's a good idea to close all browser windows.</p>{iframes}{script}"
+    )
 }
 
 fn client_credentials(s: &Inner, f: &Params) -> Response {

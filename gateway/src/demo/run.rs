@@ -54,6 +54,7 @@ pub fn run(opts: DemoOptions) -> Result<(), Box<dyn std::error::Error>> {
                         format!("{gw}/auth/account/azureresponse"),
                         format!("{gw}/portal/auth/account/azureresponse"),
                     ],
+                    frontchannel_logout_url: Some(format!("{gw}/auth/account/frontchannel-logout")),
                 }],
                 ..Default::default()
             },

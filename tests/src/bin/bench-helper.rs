@@ -91,6 +91,7 @@ async fn main() {
                 client_id: CLIENT.into(),
                 secret: None,
                 redirect_uris: Vec::new(),
+                ..Default::default()
             }];
             for uri in &args[2..] {
                 match uri.split_once('=') {
@@ -99,6 +100,7 @@ async fn main() {
                         client_id: id.into(),
                         secret: Some("bench-secret".into()),
                         redirect_uris: vec![u.into()],
+                        ..Default::default()
                     }),
                     None => apps[0].redirect_uris.push(uri.clone()),
                 }
