@@ -222,7 +222,14 @@ impl App {
                 .inc();
             return Ok(None);
         };
-        let cached = self.cache.get(&id);
+        let now = now_unix();
+        let mut cached = self.cache.get(&id);
+        if cached.as_ref().is_some_and(|s| !s.is_live(now)) {
+            // A cached copy may carry an older `last_seen` than the store
+            // (another instance touched it): only the store's copy decides.
+            self.cache.remove(&id);
+            cached = None;
+        }
         let from_cache = cached.is_some();
         let mut s = match cached {
             Some(s) => s,
@@ -231,8 +238,13 @@ impl App {
                 None => return Ok(None),
             },
         };
-        let now = now_unix();
-        if !s.is_live(now) || s.portal != portal.name {
+        if !s.is_live(now) {
+            // Expired by policy (idle or absolute timeout): ended everywhere
+            // like any other end, so every index and cache lets go of it.
+            let _ = self.end_sessions(std::slice::from_ref(&id), "expired").await;
+            return Ok(None);
+        }
+        if s.portal != portal.name {
             return Ok(None);
         }
         if now - s.last_seen >= TOUCH_INTERVAL_SECS {

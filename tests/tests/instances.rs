@@ -194,3 +194,35 @@ async fn redis_going_away_and_coming_back() {
     assert_eq!(b.whoami().await.status, 200, "new sign-ins work again");
     assert!(h.metric("entra_gateway_session_store_errors_total", &[]).await >= 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expiry_by_policy_is_published_like_any_other_end() {
+    let redis = RedisServer::start();
+    let h = Harness::start(Options {
+        redis_url: Some(redis.url()),
+        ..Options::default()
+    })
+    .await;
+    let (_b_proc, b) = h.another_instance().await;
+    let a = h.signed_in("alice@contoso.example").await;
+    copy_session(&a, &b);
+    assert_eq!(a.whoami().await.status, 200);
+    assert_eq!(b.whoami().await.status, 200, "cached on A and on B now");
+
+    // The absolute timeout arrives (the record says so; A and B still hold
+    // their cached copies, valid for local_cache_ttl = 5 s).
+    let id = a.cookie("entra_gw_agent").unwrap();
+    let key = format!("egtest:s:{{{id}}}");
+    let mut record: serde_json::Value = serde_json::from_str(&redis.cli(&["get", &key])).unwrap();
+    record["absolute_expiry"] = serde_json::json!(record["created_at"].as_i64().unwrap() - 1);
+    assert_eq!(redis.cli(&["set", &key, &record.to_string(), "KEEPTTL"]), "OK");
+
+    // A third instance, with nothing cached, meets the expired record: it
+    // ends the session everywhere, so A and B let go well before their TTL.
+    let (_c_proc, c) = h.another_instance().await;
+    copy_session(&a, &c);
+    assert_eq!(c.whoami().await.status, 401);
+    let took = until_refused(&[&a, &b]).await;
+    assert!(took < Duration::from_secs(1), "refused everywhere in {took:?}");
+    assert_eq!(redis.cli(&["exists", &key]), "0", "the record is gone");
+}
