@@ -7,6 +7,7 @@ use crate::entra::csp;
 use crate::entra::discovery::DiscoveryDocument;
 use crate::entra::jwks::JwksCache;
 use crate::identity::AssertionSigner;
+use crate::identity::signer::Signed;
 use crate::metrics::METRICS;
 use crate::session::cache::LocalCache;
 use crate::session::{Revocation, Session, SessionId, Store, StoreError, now_unix};
@@ -35,7 +36,9 @@ pub struct App {
     pub signer: AssertionSigner,
     /// None with `directory.kind: open` (no matching: the user is `<tid>:<oid>`).
     pub directory: Option<Arc<dyn crate::directory::Directory>>,
-    assertions: Mutex<HashMap<SessionId, (Arc<str>, i64)>>,
+    /// The signature of each session's current assertion (the JWT itself
+    /// is rebuilt from the session: see `AssertionSigner::render`).
+    assertions: Mutex<HashMap<SessionId, Signed>>,
     tenants: RwLock<Arc<TenantPolicy>>,
     /// Sessions read recently (Redis only): the fast path's source.
     pub cache: LocalCache,
@@ -48,12 +51,6 @@ pub struct CspStatus {
     pub tenants: Vec<TenantId>,
     pub last_ok: Option<i64>,
     pub last_error: Option<String>,
-}
-
-/// Everything the upstream request gets for a signed-in session.
-pub struct ForwardIdentity {
-    pub assertion: Arc<str>,
-    pub session: Session,
 }
 
 impl App {
@@ -268,34 +265,45 @@ impl App {
     }
 
     /// The assertion for a session, signed at most once per lifetime.
-    pub fn assertion_for(&self, id: &SessionId, s: &Session) -> Option<Arc<str>> {
+    pub fn assertion_for(&self, id: &SessionId, s: &Session) -> Option<String> {
         let now = now_unix();
-        let mut cache = self.assertions.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((jwt, exp)) = cache.get(id)
-            && exp - now > RESIGN_MARGIN_SECS
-        {
-            return Some(jwt.clone());
-        }
-        let (jwt, exp) = match self.signer.sign(s, now) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!(event = "assertion_sign_failed", error = %e);
-                return None;
+        let cached = {
+            let cache = self.assertions.lock().unwrap_or_else(|p| p.into_inner());
+            cache.get(id).filter(|a| a.exp - now > RESIGN_MARGIN_SECS).copied()
+        };
+        let signed = match cached {
+            Some(a) => a,
+            None => {
+                let a = match self.signer.sign(s, now) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::error!(event = "assertion_sign_failed", error = %e);
+                        return None;
+                    }
+                };
+                let mut cache = self.assertions.lock().unwrap_or_else(|p| p.into_inner());
+                if cache.len() >= ASSERTION_CACHE_MAX {
+                    // Crude but bounded: everything is re-signable on demand.
+                    cache.clear();
+                }
+                cache.insert(*id, a);
+                a
             }
         };
-        if cache.len() >= ASSERTION_CACHE_MAX {
-            // Crude but bounded: everything is re-signable on demand.
-            cache.clear();
-        }
-        let jwt: Arc<str> = jwt.into();
-        cache.insert(id.clone(), (jwt.clone(), exp));
-        Some(jwt)
+        self.signer
+            .render(s, &signed)
+            .inspect_err(|e| tracing::error!(event = "assertion_sign_failed", error = %e))
+            .ok()
     }
 
     /// The first request after an auto-create carries `new_user: true` once:
     /// signed uncached, then the flag is cleared in the store.
-    pub async fn assertion_for_new_user(&self, id: &SessionId, s: &mut Session) -> Option<Arc<str>> {
-        let jwt = self.signer.sign(s, now_unix()).ok().map(|(j, _)| Arc::<str>::from(j));
+    pub async fn assertion_for_new_user(&self, id: &SessionId, s: &mut Session) -> Option<String> {
+        let jwt = self
+            .signer
+            .sign(s, now_unix())
+            .and_then(|a| self.signer.render(s, &a))
+            .ok();
         s.new_user = false;
         let ttl = self.session_ttl(s, now_unix());
         // If the write fails the flag may show once more; never worse.

@@ -41,7 +41,7 @@ pub struct Ctx {
     trusted_peer: bool,
     https: bool,
     outcome: &'static str,
-    identity: Option<(Arc<str>, Session)>,
+    identity: Option<(String, Session)>,
 }
 
 fn header<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
@@ -370,7 +370,7 @@ impl ProxyHttp for GatewayProxy {
         }
         // 4. Identity.
         if let Some((jwt, s)) = &ctx.identity {
-            up.insert_header(idh::ASSERTION, jwt.as_ref())?;
+            up.insert_header(idh::ASSERTION, jwt.as_str())?;
             up.insert_header(idh::USER, header_safe(&s.user_key))?;
             if let Some(e) = &s.email {
                 up.insert_header(idh::EMAIL, header_safe(e))?;

@@ -54,7 +54,7 @@ impl LocalCache {
                 g.clear();
             }
         }
-        g.insert(id.clone(), (s.clone(), Instant::now()));
+        g.insert(*id, (s.clone(), Instant::now()));
     }
 
     pub fn remove(&self, id: &SessionId) {

@@ -84,16 +84,16 @@ impl Store for MemoryStore {
     async fn put_session(&self, id: &SessionId, s: &Session, ttl: Duration) -> Result<(), StoreError> {
         let mut g = self.lock();
         g.sweep();
-        g.sessions.insert(id.clone(), (s.clone(), Instant::now() + ttl));
+        g.sessions.insert(*id, (s.clone(), Instant::now() + ttl));
         if let Some(sid) = &s.sid {
             let v = g.by_sid.entry(sid.clone()).or_default();
             if !v.contains(id) {
-                v.push(id.clone());
+                v.push(*id);
             }
         }
         let v = g.by_user.entry(s.user_key.clone()).or_default();
         if !v.contains(id) {
-            v.push(id.clone());
+            v.push(*id);
         }
         METRICS.sessions_active.set(g.sessions.len() as i64);
         Ok(())

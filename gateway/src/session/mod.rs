@@ -17,8 +17,13 @@ pub use memory::MemoryStore;
 pub use redis_store::RedisStore;
 
 /// 256 random bits, base64url: opaque, unguessable, fixed length.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct SessionId(String);
+/// 32 random bytes as 43 base64url characters, held inline: an id is a map
+/// key and an index entry several times over, and 43 bytes in place cost less
+/// than a heap string per copy.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionId([u8; SESSION_ID_LEN]);
+
+const SESSION_ID_LEN: usize = 43;
 
 /// A random token of `n` bytes, base64url without padding.
 pub fn random_token(n: usize) -> String {
@@ -29,25 +34,29 @@ pub fn random_token(n: usize) -> String {
 
 impl SessionId {
     pub fn generate() -> Self {
-        SessionId(random_token(32))
+        Self::parse(&random_token(32)).expect("32 bytes are 43 base64url characters")
     }
 
     /// Accepts only what [`generate`](Self::generate) produces, so forged or
     /// truncated cookies never reach the store.
     pub fn parse(s: &str) -> Option<Self> {
-        (s.len() == 43 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-            .then(|| SessionId(s.to_string()))
+        let bytes: [u8; SESSION_ID_LEN] = s.as_bytes().try_into().ok()?;
+        bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+            .then_some(SessionId(bytes))
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Only ASCII gets in (see `parse`).
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
 impl fmt::Debug for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never log a usable session id.
-        write!(f, "SessionId({}…)", &self.0[..6])
+        write!(f, "SessionId({}…)", &self.as_str()[..6])
     }
 }
 
@@ -170,7 +179,7 @@ mod tests {
         let a = SessionId::generate();
         let b = SessionId::generate();
         assert_ne!(a, b);
-        assert_eq!(SessionId::parse(a.as_str()), Some(a.clone()));
+        assert_eq!(SessionId::parse(a.as_str()), Some(a));
         assert!(SessionId::parse(&a.as_str()[..42]).is_none());
         assert!(SessionId::parse(&format!("{}=", &a.as_str()[..42])).is_none());
         assert!(SessionId::parse("").is_none());

@@ -5,10 +5,14 @@
 //!   bench-helper mock PORT REDIRECT_URI...     serve the mock until killed
 //!   bench-helper signin URL USER               print the session Cookie header
 //!   bench-helper signins URL N CONCURRENCY     N full sign-ins; print sign-ins/s
+//!   bench-helper callbacks URL N CONCURRENCY   N callbacks with tokens the mock minted
+//!                                              beforehand (untimed); print callbacks/s
 
 use e2e::FormPost;
 use entra_gateway::demo::mock_entra::{MockApp, MockEntra, MockEntraConfig};
+use entra_gateway::session::{Session, SessionId, Store};
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 const CLIENT: &str = "c1c1c1c1-3333-4333-8333-c1c1c1c1c1c1";
@@ -39,8 +43,13 @@ fn cookie_header(jar: &BTreeMap<String, String>) -> String {
         .join("; ")
 }
 
-/// One sign-in: protected page → authorize (login_hint) → form_post → callback.
-async fn sign_in(http: &reqwest::Client, url: &str, user: &str) -> Result<BTreeMap<String, String>, String> {
+/// The authority's part of a sign-in: protected page → authorize (login_hint).
+/// Returns the browser's cookies and the form_post it is asked to submit.
+async fn start_sign_in(
+    http: &reqwest::Client,
+    url: &str,
+    user: &str,
+) -> Result<(BTreeMap<String, String>, FormPost), String> {
     let mut jar = BTreeMap::new();
     let r = http
         .get(url)
@@ -62,6 +71,15 @@ async fn sign_in(http: &reqwest::Client, url: &str, user: &str) -> Result<BTreeM
         .await
         .map_err(|e| e.to_string())?;
     let fp = FormPost::parse(&r.text().await.map_err(|e| e.to_string())?).ok_or("no form_post")?;
+    Ok((jar, fp))
+}
+
+/// The gateway's part: the form_post to the callback. Returns the session cookies.
+async fn finish_sign_in(
+    http: &reqwest::Client,
+    mut jar: BTreeMap<String, String>,
+    fp: &FormPost,
+) -> Result<BTreeMap<String, String>, String> {
     let body: String = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(fp.fields.iter())
         .finish();
@@ -79,6 +97,73 @@ async fn sign_in(http: &reqwest::Client, url: &str, user: &str) -> Result<BTreeM
     set_cookies(&r, &mut jar);
     jar.retain(|k, _| !k.contains("_login_") && !k.starts_with("mod_auth_openidc_state"));
     Ok(jar)
+}
+
+/// One sign-in: protected page → authorize (login_hint) → form_post → callback.
+async fn sign_in(http: &reqwest::Client, url: &str, user: &str) -> Result<BTreeMap<String, String>, String> {
+    let (jar, fp) = start_sign_in(http, url, user).await?;
+    finish_sign_in(http, jar, &fp).await
+}
+
+fn bench_user(i: usize) -> &'static str {
+    if i.is_multiple_of(2) {
+        "alice@contoso.example"
+    } else {
+        "zoe@contoso.example"
+    }
+}
+
+/// Runs `n` jobs on `c` concurrent workers; prints "completed per-second".
+/// A session as the callback writes it for a bench user at the agent portal.
+fn bench_session(i: usize) -> Session {
+    let now = entra_gateway::session::now_unix();
+    let user = &e2e::users()[i % 2];
+    Session {
+        portal: "agent".into(),
+        portal_kind: "agent".into(),
+        tid: user.tenant.clone(),
+        oid: user.oid.clone(),
+        sub: entra_gateway::session::random_token(32),
+        issuer: format!("http://127.0.0.1:19400/{}/v2.0", user.tenant),
+        name: Some(user.name.clone()),
+        email: user.email.clone(),
+        sid: Some(entra_gateway::session::random_token(16)),
+        login_hint: Some(entra_gateway::session::random_token(60)),
+        user_key: format!("{}:{}", user.tenant, user.oid),
+        client: None,
+        created_at: now,
+        last_seen: now,
+        absolute_expiry: now + 3600,
+        idle_timeout_secs: 3600,
+        remember_me: false,
+        csrf: entra_gateway::session::random_token(32),
+        new_user: false,
+    }
+}
+
+async fn run_concurrently<F, Fut>(n: usize, c: usize, job: F)
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..c {
+        let job = job.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ok = 0usize;
+            for i in (w..n).step_by(c) {
+                ok += usize::from(job(i).await);
+            }
+            ok
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        ok += t.await.unwrap_or(0);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!("{ok} {:.0}", ok as f64 / secs);
 }
 
 #[tokio::main]
@@ -121,41 +206,101 @@ async fn main() {
             let jar = sign_in(&client(), &args[1], &args[2]).await.expect("sign-in");
             println!("{}", cookie_header(&jar));
         }
-        Some("signins") => {
+        Some(mode @ ("signins" | "callbacks")) => {
             let n: usize = args[2].parse().expect("n");
             let c: usize = args[3].parse().expect("concurrency");
-            let url = args[1].clone();
+            let url = Arc::new(args[1].clone());
             let http = client();
-            let start = Instant::now();
-            let mut tasks = Vec::new();
-            for w in 0..c {
-                let (http, url) = (http.clone(), url.clone());
-                tasks.push(tokio::spawn(async move {
-                    let mut ok = 0usize;
-                    for i in (w..n).step_by(c) {
-                        let user = if i % 2 == 0 {
-                            "alice@contoso.example"
-                        } else {
-                            "zoe@contoso.example"
+            // One authenticated request after each sign-in, so the session is
+            // also cached (local cache, assertion) as it would be in use.
+            async fn use_session(http: &reqwest::Client, url: &str, jar: &BTreeMap<String, String>) {
+                let _ = http.get(url).header("cookie", cookie_header(jar)).send().await;
+            }
+            if mode == "signins" {
+                run_concurrently(n, c, move |i| {
+                    let (http, url) = (http.clone(), url.clone());
+                    async move {
+                        let Ok(jar) = sign_in(&http, &url, bench_user(i)).await else {
+                            return false;
                         };
-                        if let Ok(jar) = sign_in(&http, &url, user).await {
-                            ok += 1;
-                            // One authenticated request, so the session is also cached.
-                            let _ = http.get(&url).header("cookie", cookie_header(&jar)).send().await;
-                        }
+                        use_session(&http, &url, &jar).await;
+                        true
                     }
-                    ok
-                }));
+                })
+                .await;
+            } else {
+                // The mock's RS256 signing costs far more than the gateway's
+                // callback; minting every token first keeps it out of the timing.
+                let mut started = Vec::with_capacity(n);
+                for i in 0..n {
+                    started.push(Mutex::new(start_sign_in(&http, &url, bench_user(i)).await.ok()));
+                }
+                let started = Arc::new(started);
+                run_concurrently(n, c, move |i| {
+                    let (http, url, started) = (http.clone(), url.clone(), started.clone());
+                    async move {
+                        let Some((jar, fp)) = started[i].lock().expect("lock").take() else {
+                            return false;
+                        };
+                        let Ok(jar) = finish_sign_in(&http, jar, &fp).await else {
+                            return false;
+                        };
+                        use_session(&http, &url, &jar).await;
+                        true
+                    }
+                })
+                .await;
             }
-            let mut ok = 0;
-            for t in tasks {
-                ok += t.await.unwrap_or(0);
-            }
-            let secs = start.elapsed().as_secs_f64();
-            println!("{ok} {:.0}", ok as f64 / secs);
+        }
+        Some("sessions") => {
+            // N sessions as a sign-in would leave them in Redis, then one
+            // authenticated request each through the gateway (its local cache
+            // and assertion signature fill as they would in use). Seeding
+            // through the store skips N mock RS256 signatures (~11 ms each).
+            let (url, redis_url) = (Arc::new(args[1].clone()), &args[2]);
+            let n: usize = args[3].parse().expect("n");
+            let c: usize = args[4].parse().expect("concurrency");
+            let target = entra_gateway::config::RedisTarget::Standalone { url: redis_url.clone() };
+            let store = Arc::new(
+                entra_gateway::session::RedisStore::connect(&target, "entra_gw:")
+                    .await
+                    .expect("redis"),
+            );
+            let ids: Arc<Vec<SessionId>> = Arc::new((0..n).map(|_| SessionId::generate()).collect());
+            let seed = ids.clone();
+            let t0 = Instant::now();
+            futures_util::future::join_all((0..c).map(|w| {
+                let (store, seed) = (store.clone(), seed.clone());
+                async move {
+                    for i in (w..n).step_by(c) {
+                        let s = bench_session(i);
+                        store
+                            .put_session(&seed[i], &s, std::time::Duration::from_secs(3600))
+                            .await
+                            .expect("seed");
+                    }
+                }
+            }))
+            .await;
+            eprintln!("seeded {n} sessions in {:.1} s", t0.elapsed().as_secs_f64());
+            let http = client();
+            run_concurrently(n, c, move |i| {
+                let (http, url, ids) = (http.clone(), url.clone(), ids.clone());
+                async move {
+                    http.get(url.as_str())
+                        .header("cookie", format!("entra_gw_agent={}", ids[i].as_str()))
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success())
+                }
+            })
+            .await;
         }
         _ => {
-            eprintln!("usage: bench-helper mock PORT URI... | signin URL USER | signins URL N CONCURRENCY");
+            eprintln!(
+                "usage: bench-helper mock PORT URI... | signin URL USER | signins|callbacks URL N CONCURRENCY \
+                 | sessions URL REDIS_URL N CONCURRENCY"
+            );
             std::process::exit(2);
         }
     }
