@@ -396,3 +396,29 @@ pub async fn assert_refused(b: &Browser, r: &browser::Resp, reason: &str) {
     );
     assert_eq!(b.whoami().await.status, 401, "still signed out");
 }
+
+/// Polls until every browser's `/api/whoami` is refused (401); returns how
+/// long that took. Fails the test after `within`.
+pub async fn until_refused(browsers: &[&Browser], within: std::time::Duration) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    loop {
+        let mut all = true;
+        for b in browsers {
+            if b.whoami().await.status != 401 {
+                all = false;
+            }
+        }
+        if all {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < within, "still signed in after {within:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Gives `to` the agent-portal session of `from` (the same session used
+/// through another instance).
+pub fn copy_session(from: &Browser, to: &Browser) {
+    const AGENT_COOKIE: &str = "entra_gw_agent";
+    to.set_cookie(AGENT_COOKIE, &from.cookie(AGENT_COOKIE).expect("a session cookie"));
+}

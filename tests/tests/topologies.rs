@@ -8,27 +8,6 @@ use std::time::{Duration, Instant};
 
 const AGENT_COOKIE: &str = "entra_gw_agent";
 
-async fn until_refused(browsers: &[&Browser], within: Duration) -> Duration {
-    let start = Instant::now();
-    loop {
-        let mut all = true;
-        for b in browsers {
-            if b.whoami().await.status != 401 {
-                all = false;
-            }
-        }
-        if all {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < within, "still signed in after {within:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn copy_session(from: &Browser, to: &Browser) {
-    to.set_cookie(AGENT_COOKIE, &from.cookie(AGENT_COOKIE).unwrap());
-}
-
 async fn sid_of(b: &Browser) -> String {
     b.whoami().await.json()["claims"]["sid"].as_str().unwrap().to_string()
 }
