@@ -87,26 +87,26 @@ impl GatewayProxy {
     }
 
     async fn ready(&self) -> Resp {
-        let csp = &self.app.config.entra.csp_sync;
+        let store_ok = self.app.store.ping().await.is_ok();
         // A failing CSP sync degrades (the last good list stays in force);
         // it does not take the instance out of rotation.
-        if csp.enabled
-            && let Some(err) = self.app.csp_status().last_error
-            && self.app.store.ping().await.is_ok()
-        {
-            return respond::json(
-                200,
-                &serde_json::json!({ "status": "degraded", "store": "ok", "entra_metadata": "ok", "csp_sync": err }),
-            );
-        }
-        match self.app.store.ping().await {
-            Ok(()) => respond::json(
-                200,
-                &serde_json::json!({ "status": "ready", "store": "ok", "entra_metadata": "ok" }),
-            ),
-            Err(_) => respond::json(
+        let csp_error = if self.app.config.entra.csp_sync.enabled {
+            self.app.csp_status().last_error
+        } else {
+            None
+        };
+        match (store_ok, csp_error) {
+            (false, _) => respond::json(
                 503,
                 &serde_json::json!({ "status": "not_ready", "store": "unavailable", "entra_metadata": "ok" }),
+            ),
+            (true, Some(err)) => respond::json(
+                200,
+                &serde_json::json!({ "status": "degraded", "store": "ok", "entra_metadata": "ok", "csp_sync": err }),
+            ),
+            (true, None) => respond::json(
+                200,
+                &serde_json::json!({ "status": "ready", "store": "ok", "entra_metadata": "ok" }),
             ),
         }
     }

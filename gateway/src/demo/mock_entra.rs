@@ -839,20 +839,10 @@ async fn token(State(s): State<Arc<Inner>>, Path(_tenant): Path<String>, Form(f)
             "AADSTS70003: grant type not supported by this mock.",
         );
     }
-    let Some(app) = get("client_id").and_then(|c| s.app(c)).cloned() else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unauthorized_client",
-            "AADSTS700016: Application not found.",
-        );
+    let app = match authenticate_client(&s, &f) {
+        Ok(app) => app.clone(),
+        Err(e) => return e.refusal(),
     };
-    if app.secret.is_none() || get("client_secret") != app.secret.as_deref() {
-        return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "AADSTS7000215: Invalid client secret provided.",
-        );
-    }
     let code = get("code").unwrap_or("");
     let Some(pending) = s.codes.lock().expect("lock").remove(code) else {
         return oauth_error(
@@ -981,21 +971,46 @@ fn end_session_page(frames: &[String], next: Option<&str>) -> String {
     )
 }
 
+/// Why the token endpoint refuses a client.
+enum ClientAuthError {
+    UnknownApp,
+    BadSecret,
+}
+
+impl ClientAuthError {
+    fn refusal(self) -> Response {
+        match self {
+            ClientAuthError::UnknownApp => oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unauthorized_client",
+                "AADSTS700016: Application not found.",
+            ),
+            ClientAuthError::BadSecret => oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "AADSTS7000215: Invalid client secret provided.",
+            ),
+        }
+    }
+}
+
+/// The token endpoint's client authentication (client_secret_post), shared
+/// by both grants.
+fn authenticate_client<'a>(s: &'a Inner, f: &Params) -> Result<&'a MockApp, ClientAuthError> {
+    let get = |k: &str| f.get(k).map(String::as_str);
+    let app = get("client_id")
+        .and_then(|c| s.app(c))
+        .ok_or(ClientAuthError::UnknownApp)?;
+    if app.secret.is_none() || get("client_secret") != app.secret.as_deref() {
+        return Err(ClientAuthError::BadSecret);
+    }
+    Ok(app)
+}
+
 fn client_credentials(s: &Inner, f: &Params) -> Response {
     let get = |k: &str| f.get(k).map(String::as_str);
-    let Some(app) = get("client_id").and_then(|c| s.app(c)) else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unauthorized_client",
-            "AADSTS700016: Application not found.",
-        );
-    };
-    if app.secret.is_none() || get("client_secret") != app.secret.as_deref() {
-        return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "AADSTS7000215: Invalid client secret provided.",
-        );
+    if let Err(e) = authenticate_client(s, f) {
+        return e.refusal();
     }
     if !get("scope").is_some_and(|sc| sc.ends_with("/.default")) {
         return oauth_error(
