@@ -204,3 +204,42 @@ async fn expiry_by_policy_is_published_like_any_other_end() {
     assert!(took < Duration::from_secs(1), "refused everywhere in {took:?}");
     assert_eq!(redis.cli(&["exists", &key]), "0", "the record is gone");
 }
+
+/// Commands Redis has processed so far (`INFO stats`).
+fn commands_processed(redis: &RedisServer) -> u64 {
+    redis
+        .cli(&["info", "stats"])
+        .lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("total_commands_processed")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cached_path_makes_no_redis_round_trip_and_signs_nothing_new() {
+    let redis = RedisServer::start();
+    let h = Harness::start(Options {
+        redis_url: Some(redis.url()),
+        ..Options::default()
+    })
+    .await;
+    let a = h.signed_in("alice@contoso.example").await;
+    let first = a.whoami().await.json();
+    // What asking Redis itself costs (each INFO is a command).
+    let idle = {
+        let x = commands_processed(&redis);
+        commands_processed(&redis) - x
+    };
+    let before = commands_processed(&redis);
+    for _ in 0..20 {
+        let r = a.whoami().await;
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.json()["claims"]["iat"],
+            first["claims"]["iat"],
+            "the same assertion, not a new signature"
+        );
+    }
+    let used = commands_processed(&redis) - before;
+    assert_eq!(used, idle, "20 cached requests sent nothing to Redis");
+}
