@@ -5,6 +5,7 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod crypto;
 pub mod demo;
 pub mod directory;
 pub mod entra;

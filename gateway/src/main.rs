@@ -224,6 +224,7 @@ fn revoke(arg: &ConfigArg, user: Option<&str>, sid: Option<&str>) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    entra_gateway::crypto::install();
     match cli.command {
         Command::CheckConfig(arg) => check_config(&arg),
         Command::Run(arg) => {

@@ -106,6 +106,7 @@ async fn load_signer(c: &Config, store: &dyn Store) -> Result<AssertionSigner, S
 
 /// Builds the shared state (async part of start-up).
 pub async fn build_app(config: Config) -> Result<Arc<App>, StartError> {
+    crate::crypto::install();
     let http = entra::http_client();
     let store = connect_store(&config).await?;
     let metadata = load_metadata(&http, &config).await?;

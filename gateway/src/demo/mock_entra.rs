@@ -191,6 +191,8 @@ fn html_escape(s: &str) -> String {
 impl MockEntra {
     /// Binds `addr` (port 0 for any) and serves on the current runtime.
     pub async fn start(config: MockEntraConfig, addr: SocketAddr) -> std::io::Result<MockEntra> {
+        // Processes that only host the mock (tests, bench) sign fast too.
+        crate::crypto::install();
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let base = format!("http://{local}");
