@@ -5,14 +5,20 @@
 use e2e::*;
 use std::time::Duration;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn three_instances_share_sessions_and_frontchannel_logout_ends_them_everywhere() {
+/// A gateway on a throw-away Redis (the Redis is dropped with the test).
+async fn with_redis() -> (RedisServer, Harness) {
     let redis = RedisServer::start();
     let h = Harness::start(Options {
         redis_url: Some(redis.url()),
         ..Options::default()
     })
     .await;
+    (redis, h)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_instances_share_sessions_and_frontchannel_logout_ends_them_everywhere() {
+    let (_redis, h) = with_redis().await;
     let (_b_proc, b) = h.another_instance().await;
     let (_c_proc, c) = h.another_instance().await;
     let a = h.signed_in("alice@contoso.example").await;
@@ -48,12 +54,7 @@ async fn three_instances_share_sessions_and_frontchannel_logout_ends_them_everyw
 
 #[tokio::test(flavor = "multi_thread")]
 async fn revoke_by_user_ends_every_session_of_that_user_everywhere() {
-    let redis = RedisServer::start();
-    let h = Harness::start(Options {
-        redis_url: Some(redis.url()),
-        ..Options::default()
-    })
-    .await;
+    let (_redis, h) = with_redis().await;
     let (_b_proc, b) = h.another_instance().await;
     let first = h.signed_in("alice@contoso.example").await;
     let second = h.signed_in("alice@contoso.example").await;
@@ -71,12 +72,7 @@ async fn revoke_by_user_ends_every_session_of_that_user_everywhere() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn frontchannel_logout_that_must_end_nothing() {
-    let redis = RedisServer::start();
-    let h = Harness::start(Options {
-        redis_url: Some(redis.url()),
-        ..Options::default()
-    })
-    .await;
+    let (_redis, h) = with_redis().await;
     let a = h.signed_in("alice@contoso.example").await;
     let sid = a.whoami().await.json()["claims"]["sid"].as_str().unwrap().to_string();
     for query in [
@@ -175,12 +171,7 @@ async fn redis_going_away_and_coming_back() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn expiry_by_policy_is_published_like_any_other_end() {
-    let redis = RedisServer::start();
-    let h = Harness::start(Options {
-        redis_url: Some(redis.url()),
-        ..Options::default()
-    })
-    .await;
+    let (redis, h) = with_redis().await;
     let (_b_proc, b) = h.another_instance().await;
     let a = h.signed_in("alice@contoso.example").await;
     copy_session(&a, &b);
@@ -217,12 +208,7 @@ fn commands_processed(redis: &RedisServer) -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cached_path_makes_no_redis_round_trip_and_signs_nothing_new() {
-    let redis = RedisServer::start();
-    let h = Harness::start(Options {
-        redis_url: Some(redis.url()),
-        ..Options::default()
-    })
-    .await;
+    let (redis, h) = with_redis().await;
     let a = h.signed_in("alice@contoso.example").await;
     let first = a.whoami().await.json();
     // What asking Redis itself costs (each INFO is a command).

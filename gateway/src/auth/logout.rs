@@ -78,7 +78,7 @@ async fn end_session(
     if app.end_sessions(std::slice::from_ref(id), kind).await.is_err() {
         return respond::refusal(Reason::StoreUnavailable, None, Some(portal), true);
     }
-    tracing::info!(event = "logout", kind = if slo { "single_logout" } else { "local" }, portal = %portal.name, tid = %s.tid, oid = %s.oid);
+    tracing::info!(event = "logout", kind, portal = %portal.name, tid = %s.tid, oid = %s.oid);
 
     let location = match (&app.metadata.end_session_endpoint, slo) {
         (Some(end), true) => {
