@@ -43,6 +43,7 @@ pub struct App {
     /// Sessions read recently (Redis only): the fast path's source.
     pub cache: LocalCache,
     csp: Mutex<CspStatus>,
+    pub login_limits: crate::auth::limits::LoginLimits,
 }
 
 /// What the CSP sync last achieved (for readiness and `tenants sync`).
@@ -75,6 +76,11 @@ impl App {
                 SESSION_CACHE_MAX,
             ),
             jwks: JwksCache::new(http.clone()),
+            login_limits: crate::auth::limits::LoginLimits::new(
+                config.server.login_rate,
+                config.server.max_pending_logins,
+                crate::auth::login::LOGIN_TTL,
+            ),
             config,
             store,
             http,
@@ -206,11 +212,13 @@ impl App {
         r
     }
 
-    /// The live session behind a cookie value at this portal, if any.
+    /// The live session behind a cookie value at this portal and client (a
+    /// session is valid only where it was made: SPEC §5), if any.
     pub async fn session_for_cookie(
         &self,
         value: &str,
         portal: &Portal,
+        client: Option<&str>,
     ) -> Result<Option<(SessionId, Session)>, StoreError> {
         let Some(id) = SessionId::parse(value) else {
             METRICS
@@ -241,7 +249,9 @@ impl App {
             let _ = self.end_sessions(std::slice::from_ref(&id), "expired").await;
             return Ok(None);
         }
-        if s.portal != portal.name {
+        // A client's sessions carry its tenant pin: not valid at another
+        // client's host or at the shared hosts, nor the other way round.
+        if s.portal != portal.name || s.client.as_deref() != client {
             return Ok(None);
         }
         if now - s.last_seen >= TOUCH_INTERVAL_SECS {

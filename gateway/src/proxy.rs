@@ -12,7 +12,7 @@
 
 use crate::app::App;
 use crate::auth::{self, RequestContext};
-use crate::identity::headers::{self as idh, header_safe, spoofable_headers};
+use crate::identity::headers::{self as idh, header_safe, headers_to_drop};
 use crate::metrics::METRICS;
 use crate::respond::{self, Resp};
 use crate::session::Session;
@@ -37,6 +37,9 @@ pub struct GatewayProxy {
 pub struct Ctx {
     started: Instant,
     portal: Option<usize>,
+    /// The TCP peer (what X-Forwarded-For gets appended).
+    peer_ip: Option<IpAddr>,
+    /// The client: the peer, or behind trusted proxies the forwarded address.
     client_ip: Option<IpAddr>,
     trusted_peer: bool,
     https: bool,
@@ -100,9 +103,11 @@ impl GatewayProxy {
                 503,
                 &serde_json::json!({ "status": "not_ready", "store": "unavailable", "entra_metadata": "ok" }),
             ),
-            (true, Some(err)) => respond::json(
+            // Status only: error texts go to the log and metrics, not to
+            // whoever can reach this path.
+            (true, Some(_)) => respond::json(
                 200,
-                &serde_json::json!({ "status": "degraded", "store": "ok", "entra_metadata": "ok", "csp_sync": err }),
+                &serde_json::json!({ "status": "degraded", "store": "ok", "entra_metadata": "ok", "csp_sync": "failing" }),
             ),
             (true, None) => respond::json(
                 200,
@@ -120,6 +125,7 @@ impl ProxyHttp for GatewayProxy {
         Ctx {
             started: Instant::now(),
             portal: None,
+            peer_ip: None,
             client_ip: None,
             trusted_peer: false,
             https: false,
@@ -134,15 +140,34 @@ impl ProxyHttp for GatewayProxy {
     {
         let app = &self.app;
         let cfg = &app.config;
-        ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-        ctx.trusted_peer = ctx
-            .client_ip
-            .is_some_and(|ip| cfg.server.trusted_proxies.iter().any(|n| n.contains(&ip)));
+        ctx.peer_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        ctx.trusted_peer = ctx.peer_ip.is_some_and(|ip| cfg.server.is_trusted(ip));
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let req = session.req_header();
+        ctx.client_ip = ctx.peer_ip.map(|peer| {
+            policy::ratelimit::client_ip(peer, header(req, "x-forwarded-for"), |ip| cfg.server.is_trusted(ip))
+        });
         ctx.https = tls
             || (ctx.trusted_peer && header(req, "x-forwarded-proto").is_some_and(|p| p.eq_ignore_ascii_case("https")));
         let nav = auth::navigation(&req.method, &req.headers);
+
+        // Origin-form only (`/path`): an absolute-form target names a host of
+        // its own that the app might prefer over the Host header we routed by.
+        if !policy::paths::is_origin_form(req.method.as_str(), req.raw_path()) {
+            ctx.outcome = "bad_request";
+            METRICS.bad_requests.with_label_values(&["request_target"]).inc();
+            write(
+                session,
+                respond::refusal(
+                    Reason::BadRequest,
+                    Some("The request target must be a path."),
+                    None,
+                    nav,
+                ),
+            )
+            .await?;
+            return Ok(true);
+        }
 
         // Health and key endpoints answer on any host.
         let path = req.uri.path().to_string();
@@ -176,10 +201,7 @@ impl ProxyHttp for GatewayProxy {
             .await?;
             return Ok(true);
         }
-        let host = header(req, "host")
-            .map(str::to_string)
-            .or_else(|| req.uri.authority().map(|a| a.to_string()))
-            .unwrap_or_default();
+        let host = header(req, "host").unwrap_or_default().to_string();
         let authority = policy::portal::normalize_authority(&host, ctx.https);
         // A client's own host is an alias of every portal's host.
         let client = policy::portal::resolve_client(cfg.clients.iter().map(|c| c.hosts.as_slice()), &authority);
@@ -212,9 +234,12 @@ impl ProxyHttp for GatewayProxy {
             portal: pi,
             secure_cookies,
             rel_path: rel.clone(),
+            client_ip: ctx.client_ip,
         };
 
-        if rel.starts_with("/auth/") {
+        let sso = cfg.sso.enabled_for(portal.kind);
+        // Without SSO on this portal, /auth/* is the app's like any path.
+        if sso && rel.starts_with("/auth/") {
             ctx.outcome = "auth";
             let Some(body) = Self::read_body(session).await? else {
                 METRICS.bad_requests.with_label_values(&["body_too_large"]).inc();
@@ -230,7 +255,6 @@ impl ProxyHttp for GatewayProxy {
         }
 
         let public = cfg.routes.public.iter().any(|p| p.matches(&rel));
-        let sso = cfg.sso.enabled_for(portal.kind);
         let mut has_session = false;
         let mut local_account = false;
         if sso {
@@ -239,7 +263,7 @@ impl ProxyHttp for GatewayProxy {
             let local = local_cookie_name(&cfg.session.cookie_name, &portal.name, secure_cookies);
             local_account = respond::find_cookie(&cookies, &local).is_some();
             if let Some(value) = respond::find_cookie(&cookies, &name) {
-                match app.session_for_cookie(value, portal).await {
+                match app.session_for_cookie(value, portal, rcx.client_name(app)).await {
                     Ok(Some((id, mut s))) => {
                         let jwt = if s.new_user {
                             app.assertion_for_new_user(&id, &mut s).await
@@ -327,8 +351,13 @@ impl ProxyHttp for GatewayProxy {
         Self::CTX: Send + Sync,
     {
         let cfg = &self.app.config;
-        // 1. Nothing a client sent may pose as identity, SSO or not.
-        for name in spoofable_headers(&up.headers, cfg.upstream.strip_authorization) {
+        // 1. Nothing a client sent may pose as identity or as a proxy, SSO or not.
+        let rules = policy::headers::HeaderRules {
+            trusted_peer: ctx.trusted_peer,
+            strip_authorization: cfg.upstream.strip_authorization,
+            allow_underscore: &cfg.upstream.allow_underscore_headers,
+        };
+        for name in headers_to_drop(&up.headers, &rules) {
             up.remove_header(&name);
         }
         // 2. The gateway's own cookies stay between the browser and us.
@@ -350,7 +379,7 @@ impl ProxyHttp for GatewayProxy {
             up.insert_header(http::header::COOKIE, kept.join("; "))?;
         }
         // 3. X-Forwarded-*: trusted proxies' values are extended, others replaced.
-        let client = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let client = ctx.peer_ip.map(|ip| ip.to_string()).unwrap_or_default();
         let xff = match (ctx.trusted_peer, header(up, "x-forwarded-for")) {
             (true, Some(prev)) if !client.is_empty() => format!("{prev}, {client}"),
             (true, Some(prev)) => prev.to_string(),
@@ -395,6 +424,18 @@ impl ProxyHttp for GatewayProxy {
             .with_label_values(&[portal])
             .observe(ctx.started.elapsed().as_secs_f64());
         Ok(())
+    }
+
+    /// What Pingora's error log says about a request: method, host and path,
+    /// never the query string (it may carry codes, tokens or personal data).
+    fn request_summary(&self, session: &Session_, _ctx: &Ctx) -> String {
+        let req = session.req_header();
+        format!(
+            "{} {} Host: {}",
+            req.method,
+            req.uri.path(),
+            header(req, "host").unwrap_or("")
+        )
     }
 
     async fn logging(&self, _session: &mut Session_, e: Option<&pingora::Error>, ctx: &mut Ctx)

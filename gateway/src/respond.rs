@@ -97,6 +97,16 @@ pub fn expired_cookie(name: String, secure: bool) -> Cookie<'static> {
 /// The refusal answer of SPEC §6: a page for a browser navigation, JSON
 /// otherwise, with the reason code in both; never a redirect.
 pub fn refusal(reason: Reason, detail: Option<&str>, portal: Option<&Portal>, navigation: bool) -> Resp {
+    let mut r = refusal_body(reason, detail, portal, navigation);
+    if r.status() == StatusCode::TOO_MANY_REQUESTS {
+        // Buckets refill within seconds; a client that honours this backs off.
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+    }
+    r
+}
+
+fn refusal_body(reason: Reason, detail: Option<&str>, portal: Option<&Portal>, navigation: bool) -> Resp {
     let status = reason.status();
     if !navigation {
         return json(
@@ -108,6 +118,7 @@ pub fn refusal(reason: Reason, detail: Option<&str>, portal: Option<&Portal>, na
     let heading = match status {
         401 => "Sign-in required",
         403 => "Access denied",
+        429 => "Too many requests",
         503 => "Temporarily unavailable",
         _ => "Sign-in failed",
     };

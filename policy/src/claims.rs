@@ -135,10 +135,12 @@ pub fn check_id_token(c: &IdTokenClaims, x: &TokenExpectations<'_>) -> Result<Ve
     }
     let oid = c.oid.clone().filter(|o| !o.is_empty()).ok_or(Reason::OidMissing)?;
     Ok(VerifiedIdentity {
-        tid,
+        tid: tid.clone(),
         oid,
         sub: c.sub.clone().unwrap_or_default(),
-        issuer: c.iss.clone().unwrap_or_default(),
+        // The issuer as checked above, with the tenant id lower-case as it is
+        // stored everywhere else (Entra may write GUIDs in either case).
+        issuer: issuer_for(x.issuer_host, tid.as_str()),
         name: c.name.clone(),
         email: c.email.clone(),
         preferred_username: c.preferred_username.clone(),
@@ -152,11 +154,15 @@ pub fn check_id_token(c: &IdTokenClaims, x: &TokenExpectations<'_>) -> Result<Ve
 /// A JWK's own `issuer` property (Entra publishes one per key) must name the
 /// token's tenant too, when present. `{tenantid}` templates are accepted as
 /// the common-endpoint form only when they expand to the token's issuer.
+/// GUIDs and host names compare without regard to case (one tenant, however
+/// its id is written).
 pub fn check_jwk_issuer(jwk_issuer: Option<&str>, token_issuer: &str, tid: &str) -> Result<(), Reason> {
     match jwk_issuer {
         None => Ok(()),
-        Some(i) if i == token_issuer => Ok(()),
-        Some(i) if i.contains("{tenantid}") && i.replace("{tenantid}", tid) == token_issuer => Ok(()),
+        Some(i) if i.eq_ignore_ascii_case(token_issuer) => Ok(()),
+        Some(i) if i.contains("{tenantid}") && i.replace("{tenantid}", tid).eq_ignore_ascii_case(token_issuer) => {
+            Ok(())
+        }
         Some(_) => Err(Reason::JwkIssuerMismatch),
     }
 }
@@ -394,6 +400,26 @@ mod tests {
         assert_eq!(
             check_jwk_issuer(Some(&format!("{HOST}/{OTHER}/v2.0")), &iss, TID),
             Err(Reason::JwkIssuerMismatch)
+        );
+        // A key published with the tenant's id in upper case is the same tenant.
+        let upper_iss = format!("{HOST}/{}/v2.0", TID.to_ascii_uppercase());
+        assert!(check_jwk_issuer(Some(&upper_iss), &iss, TID).is_ok());
+    }
+
+    #[test]
+    fn upper_case_guids_are_accepted_and_kept_lower_case() {
+        let upper = TID.to_ascii_uppercase();
+        let mut c = good();
+        c.tid = Some(upper.clone());
+        c.iss = Some(format!("{HOST}/{upper}/v2.0"));
+        let id = check(&c, &TenantPolicy::Single(TID.parse().unwrap())).expect("accepted");
+        assert_eq!(id.tid.as_str(), TID);
+        assert_eq!(id.issuer, format!("{HOST}/{TID}/v2.0"));
+        // The iss must still name the token's own tid, whatever the case.
+        c.iss = Some(format!("{HOST}/{TID}/v2.0"));
+        assert_eq!(
+            check(&c, &TenantPolicy::Single(TID.parse().unwrap())),
+            Err(Reason::WrongIssuer)
         );
     }
 }

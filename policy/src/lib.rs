@@ -8,10 +8,13 @@
 pub mod access;
 pub mod claims;
 pub mod cookies;
+pub mod headers;
 pub mod ids;
 pub mod matching;
+pub mod origin;
 pub mod paths;
 pub mod portal;
+pub mod ratelimit;
 pub mod reason;
 pub mod tenants;
 

@@ -1,7 +1,8 @@
 //! Return paths: only same-origin relative paths, so the gateway can never be
 //! used as an open redirector.
 
-const MAX_LEN: usize = 2048;
+/// Return paths travel in login records that anonymous clients create: kept short.
+pub const MAX_LEN: usize = 512;
 
 /// Returns `candidate` when it is a safe same-origin path, else `fallback`.
 pub fn safe_return_path(candidate: Option<&str>, fallback: &str) -> String {
@@ -35,9 +36,29 @@ pub fn is_normalized(path: &str) -> bool {
     })
 }
 
+/// Whether a request target is origin-form (`/path?query`), or `OPTIONS *`
+/// (asterisk-form). Absolute-form (`http://host/path`) and anything else is
+/// refused: the gateway routes by the Host header alone.
+/// `raw_target` is the request line's target as the client wrote it.
+pub fn is_origin_form(method: &str, raw_target: &[u8]) -> bool {
+    raw_target.starts_with(b"/") || (method == "OPTIONS" && raw_target == b"*")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_targets() {
+        assert!(is_origin_form("GET", b"/x"));
+        assert!(is_origin_form("GET", b"/"));
+        assert!(is_origin_form("OPTIONS", b"*"));
+        assert!(!is_origin_form("GET", b"*"));
+        assert!(!is_origin_form("GET", b"http://evil.example/x"));
+        assert!(!is_origin_form("CONNECT", b"evil.example:443"));
+        assert!(!is_origin_form("GET", b"x"));
+        assert!(!is_origin_form("GET", b""));
+    }
 
     #[test]
     fn dot_segments() {

@@ -53,6 +53,14 @@ pub enum Reason {
     BadRequest,
     NoPortal,
     CsrfMismatch,
+    /// A form posted from another site (login, local account).
+    CrossSite,
+    /// An ID token, code or access token in a callback's query string.
+    TokenInQuery,
+    /// Too many sign-ins started from one client address.
+    LoginRateLimited,
+    /// Too many sign-ins pending on this instance.
+    TooManyPendingLogins,
 }
 
 impl Reason {
@@ -101,6 +109,10 @@ impl Reason {
             BadRequest => "bad_request",
             NoPortal => "no_portal",
             CsrfMismatch => "csrf_mismatch",
+            CrossSite => "cross_site",
+            TokenInQuery => "token_in_query",
+            LoginRateLimited => "login_rate_limited",
+            TooManyPendingLogins => "too_many_pending_logins",
         }
     }
 
@@ -109,8 +121,9 @@ impl Reason {
         use Reason::*;
         match self {
             NoSession => 401,
-            TenantNotAllowed | CsrfMismatch | NotSetUp | AccountDisabled | PortalNotAllowed | EmailNotVerified
-            | BoundToAnother | RecordWithoutOid => 403,
+            LoginRateLimited | TooManyPendingLogins => 429,
+            TenantNotAllowed | CsrfMismatch | CrossSite | NotSetUp | AccountDisabled | PortalNotAllowed
+            | EmailNotVerified | BoundToAnother | RecordWithoutOid => 403,
             NoPortal => 421,
             MetadataUnavailable | StoreUnavailable | DirectoryUnavailable => 503,
             _ => 400,
@@ -160,6 +173,14 @@ impl Reason {
             BadRequest => "The request was not understood.",
             NoPortal => "This address is not served by this gateway.",
             CsrfMismatch => "The form has expired. Please try again.",
+            CrossSite => {
+                "This form was sent from another site, so it was not accepted. Please use this site's own page."
+            }
+            TokenInQuery => {
+                "The sign-in response arrived in the address instead of a form post, so it was not accepted. Please start again."
+            }
+            LoginRateLimited => "Too many sign-ins were started from your network. Please wait a moment and try again.",
+            TooManyPendingLogins => "Too many sign-ins are in progress right now. Please wait a moment and try again.",
         }
     }
 }

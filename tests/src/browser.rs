@@ -153,9 +153,16 @@ pub enum Kind {
 
 impl Browser {
     pub fn new(base: &str, https: bool) -> Browser {
+        Self::new_from(base, https, None)
+    }
+
+    /// A browser whose connections come from `local` (another loopback
+    /// address: another client, as far as the gateway can tell).
+    pub fn new_from(base: &str, https: bool, local: Option<std::net::IpAddr>) -> Browser {
         Browser {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                .local_address(local)
                 .build()
                 .expect("client"),
             base: base.to_string(),

@@ -89,6 +89,9 @@ pub struct Options {
     pub insecure_dev_cookies: bool,
     /// Extra top-level YAML appended to the config.
     pub extra_yaml: String,
+    /// Extra keys inside `server:` and `upstream:` (each `key: value`).
+    pub server_extra: Vec<String>,
+    pub upstream_extra: Vec<String>,
     /// `sso.auto_redirect_agents` and `_users` (the login page when off).
     pub auto_redirect: bool,
     /// Extra `sso:` keys, e.g. `", users: false"`.
@@ -110,6 +113,8 @@ impl Default for Options {
             federated_domain: None,
             insecure_dev_cookies: true,
             extra_yaml: String::new(),
+            server_extra: Vec::new(),
+            upstream_extra: Vec::new(),
             entra_extra: String::new(),
             auto_redirect: true,
             sso_extra: String::new(),
@@ -236,7 +241,8 @@ server:
   threads: 2
   insecure_dev_cookies: {insecure}
   trusted_proxies: {trusted}
-upstream: {{ url: "http://{app}" }}
+{server_extra}
+upstream: {{ url: "http://{app}"{upstream_extra} }}
 entra:
   tenant_id: "{TENANT}"
   client_id: "{CLIENT_ID}"
@@ -258,6 +264,8 @@ routes: {{ public: ["/public/*"] }}
             auto = o.auto_redirect,
             sso_extra = o.sso_extra,
             extra = o.extra_yaml,
+            server_extra = o.server_extra.iter().map(|l| format!("  {l}\n")).collect::<String>(),
+            upstream_extra = o.upstream_extra.iter().map(|l| format!(", {l}")).collect::<String>(),
             entra_extra = o.entra_extra.replace("{MOCK}", entra),
         )
     }

@@ -235,15 +235,34 @@ async fn several_logins_in_one_browser_each_complete_and_login_cookies_are_bound
     assert_eq!((r1.status, r1.location()), (303, Some("/one")), "{}", r1.body);
     assert_eq!(logins(&b), 0, "completed logins clear their cookies");
 
+    // Eight tabs opened within a second all stay pending; a ninth evicts
+    // the one opened first (ordered by milliseconds, not by cookie order).
     let b = h.browser();
-    for i in 0..12 {
-        b.begin_login(&format!("/tab{i}")).await;
+    let mut tabs = Vec::new();
+    for i in 0..9 {
+        tabs.push(b.begin_login(&format!("/tab{i}")).await);
         assert!(
-            logins(&b) <= 4,
-            "at most 4 pending logins per browser, got {}",
+            logins(&b) <= 8,
+            "at most 8 pending logins per browser, got {}",
             logins(&b)
         );
     }
+    assert_eq!(logins(&b), 8);
+    for i in [8, 1, 5] {
+        let fp = b.idp_sign_in(&tabs[i], "alice@contoso.example").await;
+        let r = b.deliver(&fp).await;
+        let want = format!("/tab{i}");
+        assert_eq!(
+            (r.status, r.location()),
+            (303, Some(want.as_str())),
+            "tab {i}: {}",
+            r.body
+        );
+    }
+    let fp = b.idp_sign_in(&tabs[0], "alice@contoso.example").await;
+    let r = b.deliver(&fp).await;
+    assert_eq!(r.status, 400, "the oldest tab was evicted: {}", r.body);
+    assert!(r.body.contains("state_cookie_missing"), "{}", r.body);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,7 +1,7 @@
 //! `/auth/account/azureresponse`: the end of a sign-in. Validates state,
 //! browser binding, the token (SPEC §6), then creates a fresh session.
 
-use super::{RequestContext, param, params};
+use super::{RequestContext, form_params, param, query_params};
 use crate::app::App;
 use crate::entra::token::{CodeExchange, ExchangeError, exchange};
 use crate::entra::validate::{c_hash, peek_claims, validate_id_token};
@@ -19,6 +19,9 @@ use std::time::Instant;
 use subtle::ConstantTimeEq;
 
 const MAX_STATE_LEN: usize = 64;
+/// What may only arrive in a form_post body: in a URL it leaks to logs,
+/// history and Referer headers.
+const BEARER_FIELDS: [&str; 3] = ["id_token", "code", "access_token"];
 
 struct Refused {
     reason: Reason,
@@ -75,7 +78,14 @@ pub async fn handle(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Res
 
 async fn complete(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Result<Resp, Refused> {
     let portal = app.portal(cx.portal);
-    let p = params(req);
+    let query = query_params(req);
+    // A POST is read from its body only; a GET may carry only an error.
+    let p = if req.method() == http::Method::POST {
+        form_params(req)
+    } else {
+        query.clone()
+    };
+    let token_in_query = query.iter().any(|(n, _)| BEARER_FIELDS.contains(&n.as_str()));
     let state = param(&p, "state").ok_or(Reason::StateMissing)?;
     if state.len() > MAX_STATE_LEN
         || state.len() < super::login::STATE_TAG_LEN
@@ -111,8 +121,12 @@ async fn complete(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Resul
     if !bool::from(record.binding.as_bytes().ct_eq(binding.as_bytes())) {
         return Err(refuse(Reason::StateCookieMismatch));
     }
-    if record.portal != portal.name {
+    if record.portal != portal.name || record.client.as_deref() != cx.client_name(app) {
         return Err(refuse(Reason::StateUnknown));
+    }
+    // After the state is consumed: a leaked URL cannot be replayed either.
+    if token_in_query {
+        return Err(refuse(Reason::TokenInQuery));
     }
 
     if let Some(error) = param(&p, "error") {

@@ -4,7 +4,7 @@
 use super::RequestContext;
 use crate::app::App;
 use crate::respond::{self, Resp};
-use crate::session::{LoginRecord, now_unix, random_token};
+use crate::session::{LoginRecord, now_unix, now_unix_ms, random_token};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
@@ -18,11 +18,13 @@ use std::time::Duration;
 /// How long a started sign-in may take.
 pub const LOGIN_TTL: Duration = Duration::from_secs(600);
 /// Pending sign-ins (tabs) per browser; older ones are dropped beyond this.
-pub const MAX_PENDING_LOGINS: usize = 4;
+pub const MAX_PENDING_LOGINS: usize = 8;
 /// Characters of the state that name its cookie.
 pub const STATE_TAG_LEN: usize = 10;
 
-/// Login cookies already in the browser, oldest first.
+/// Login cookies already in the browser, oldest first (by the start time in
+/// milliseconds that each cookie carries: tabs opened within one second are
+/// still told apart).
 fn pending_login_cookies(app: &App, req: &Request<Bytes>) -> Vec<(String, i64)> {
     let base = format!("{}_login_", app.config.session.cookie_name);
     let mut v: Vec<(String, i64)> = respond::request_cookies(req.headers())
@@ -40,14 +42,25 @@ fn pending_login_cookies(app: &App, req: &Request<Bytes>) -> Vec<(String, i64)> 
 pub async fn start(app: &App, req: &Request<Bytes>, cx: &RequestContext, rd: Option<&str>, remember_me: bool) -> Resp {
     let portal = app.portal(cx.portal);
     let nav = super::is_navigation(req) || req.method() == http::Method::POST;
+    // Every start writes a record: anonymous clients are held to a rate.
+    if let Err(reason) = app.login_limits.admit(cx.client_ip) {
+        crate::metrics::METRICS
+            .bad_requests
+            .with_label_values(&[reason.code()])
+            .inc();
+        return respond::refusal(reason, None, Some(portal), nav);
+    }
     let return_to = policy::paths::safe_return_path(rd, &portal.path("/"));
     let entra = &app.config.entra;
 
+    // 128 bits each for the nonce and the browser binding; the state (the
+    // store key) and the PKCE verifier (RFC 7636's 43-character minimum) 256.
     let state = random_token(32);
-    let nonce = random_token(32);
-    let binding = random_token(32);
-    let pkce_verifier = entra.client_secret.as_ref().map(|_| random_token(48));
+    let nonce = random_token(16);
+    let binding = random_token(16);
+    let pkce_verifier = entra.client_secret.as_ref().map(|_| random_token(32));
     let now = now_unix();
+    let now_ms = now_unix_ms();
     let client = cx.client.map(|i| &app.config.clients[i]);
     // The tenant this login is sent to: the app's own (single-tenant), a
     // client's own (its branded sign-in), else the multi-tenant authority.
@@ -125,7 +138,7 @@ pub async fn start(app: &App, req: &Request<Bytes>, cx: &RequestContext, rd: Opt
     let name = login_cookie_name(&app.config.session.cookie_name, &state[..STATE_TAG_LEN], secure);
     let c = respond::cookie(
         name,
-        format!("{now}.{binding}"),
+        format!("{now_ms}.{binding}"),
         secure,
         same_site,
         Some(LOGIN_TTL.as_secs() as i64),

@@ -12,27 +12,12 @@ use policy::Reason;
 use policy::cookies::session_cookie_name;
 use subtle::ConstantTimeEq;
 
-/// A GET may log out only when the browser says it came from this origin
-/// (Fetch Metadata), or from the user typing/bookmarking the URL (`none`).
-fn same_origin(req: &Request<Bytes>, portal: &Portal) -> bool {
-    let h = req.headers();
-    match h.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        Some(site) => site == "same-origin" || site == "none",
-        None => h
-            .get(http::header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|o| {
-                portal.url.starts_with(o) && portal.url[o.len()..].chars().next().is_none_or(|c| c == '/')
-            }),
-    }
-}
-
 pub async fn handle(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Resp {
     let portal = app.portal(cx.portal);
     let cookie_name = session_cookie_name(&app.config.session.cookie_name, &portal.name, cx.secure_cookies);
     let cookies = respond::request_cookies(req.headers());
     let current = match respond::find_cookie(&cookies, &cookie_name) {
-        Some(v) => match app.session_for_cookie(v, portal).await {
+        Some(v) => match app.session_for_cookie(v, portal, cx.client_name(app)).await {
             Ok(s) => s,
             Err(_) => return respond::refusal(Reason::StoreUnavailable, None, Some(portal), true),
         },
@@ -51,7 +36,7 @@ pub async fn handle(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Res
         if !bool::from(csrf.as_bytes().ct_eq(session.csrf.as_bytes())) {
             return respond::refusal(Reason::CsrfMismatch, None, Some(portal), true);
         }
-    } else if !same_origin(req, portal) {
+    } else if !policy::origin::get_is_same_origin(&super::origin_facts(req, cx)) {
         return respond::html_posting_to(
             200,
             crate::pages::logout_confirm(
@@ -75,10 +60,21 @@ async fn end_session(
 ) -> Resp {
     let slo = app.config.sso.single_logout && app.metadata.end_session_endpoint.is_some();
     let kind = if slo { "single_logout" } else { "local" };
-    if app.end_sessions(std::slice::from_ref(id), kind).await.is_err() {
+    // Single logout ends the Entra sign-in, so every local session made from
+    // it (the other portals' of the same `sid`) ends too, on every instance.
+    let mut ids = vec![*id];
+    if slo && let Some(sid) = &s.sid {
+        match app.store_op("sessions_by_sid", app.store.sessions_by_sid(sid)).await {
+            Ok(more) => ids.extend(more.into_iter().filter(|m| m != id)),
+            Err(_) => return respond::refusal(Reason::StoreUnavailable, None, Some(portal), true),
+        }
+    }
+    if app.end_sessions(&ids, kind).await.is_err() {
         return respond::refusal(Reason::StoreUnavailable, None, Some(portal), true);
     }
-    tracing::info!(event = "logout", kind, portal = %portal.name, tid = %s.tid, oid = %s.oid);
+    tracing::info!(
+        event = "logout", kind, portal = %portal.name, tid = %s.tid, oid = %s.oid, ended = ids.len()
+    );
 
     let location = match (&app.metadata.end_session_endpoint, slo) {
         (Some(end), true) => {

@@ -3,6 +3,7 @@
 
 pub mod callback;
 pub mod frontchannel;
+pub mod limits;
 pub mod local;
 pub mod login;
 pub mod logout;
@@ -28,6 +29,34 @@ pub struct RequestContext {
     /// The portal's public URL as this browser reaches it (the client's host
     /// when there is one), without trailing slash.
     pub portal_url: String,
+    /// The client's address (behind trusted proxies, the forwarded one).
+    pub client_ip: Option<std::net::IpAddr>,
+}
+
+impl RequestContext {
+    /// The name of the client whose host this is (sessions are bound to it).
+    pub fn client_name<'a>(&self, app: &'a App) -> Option<&'a str> {
+        self.client.map(|i| app.config.clients[i].name.as_str())
+    }
+}
+
+/// What `policy::origin` needs of a request.
+pub fn origin_facts<'a>(req: &'a Request<Bytes>, cx: &'a RequestContext) -> policy::origin::OriginFacts<'a> {
+    let h = req.headers();
+    policy::origin::OriginFacts {
+        sec_fetch_site: h.get("sec-fetch-site").and_then(|v| v.to_str().ok()),
+        origin: h.get(http::header::ORIGIN).and_then(|v| v.to_str().ok()),
+        portal_url: &cx.portal_url,
+    }
+}
+
+/// A cross-site form POST is refused (403) before it changes anything.
+fn cross_site_post(portal: &crate::config::Portal) -> Resp {
+    crate::metrics::METRICS
+        .bad_requests
+        .with_label_values(&[Reason::CrossSite.code()])
+        .inc();
+    respond::refusal(Reason::CrossSite, None, Some(portal), true)
 }
 
 pub fn is_navigation(req: &Request<Bytes>) -> bool {
@@ -47,20 +76,30 @@ pub fn navigation(method: &Method, h: &http::HeaderMap) -> bool {
 
 /// Query or form parameters (the first of each name wins).
 pub fn params(req: &Request<Bytes>) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = req
-        .uri()
+    let mut out = query_params(req);
+    out.extend(form_params(req));
+    out
+}
+
+pub fn query_params(req: &Request<Bytes>) -> Vec<(String, String)> {
+    req.uri()
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// The urlencoded body of a POST (nothing for other methods or types).
+pub fn form_params(req: &Request<Bytes>) -> Vec<(String, String)> {
     let is_form = req
         .headers()
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if req.method() == Method::POST && is_form {
-        out.extend(form_urlencoded::parse(req.body()).into_owned());
+        form_urlencoded::parse(req.body()).into_owned().collect()
+    } else {
+        Vec::new()
     }
-    out
 }
 
 pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -73,6 +112,11 @@ pub async fn handle(app: &App, req: Request<Bytes>, cx: &RequestContext) -> Resp
     let nav = is_navigation(&req);
     match (req.method().clone(), cx.rel_path.as_str()) {
         (Method::GET, "/auth/login") => local::login_entry(app, &req, cx).await,
+        (Method::POST, "/auth/local" | "/auth/login")
+            if !policy::origin::post_is_same_origin(&origin_facts(&req, cx)) =>
+        {
+            cross_site_post(portal)
+        }
         (Method::POST, "/auth/local") => local::use_local_account(app, &req, cx),
         (Method::POST, "/auth/login") => {
             let p = params(&req);

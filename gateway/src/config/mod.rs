@@ -94,6 +94,15 @@ pub struct Server {
     pub tls: Option<Tls>,
     pub trusted_proxies: Vec<IpNet>,
     pub insecure_dev_cookies: bool,
+    /// Anonymous login starts per client address.
+    pub login_rate: policy::ratelimit::Rate,
+    pub max_pending_logins: usize,
+}
+
+impl Server {
+    pub fn is_trusted(&self, ip: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|n| n.contains(&ip))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -110,6 +119,8 @@ pub struct Upstream {
     pub tls: bool,
     pub sni: String,
     pub strip_authorization: bool,
+    /// Client headers with `_` in the name that may pass (lower-case).
+    pub allow_underscore_headers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -36,6 +36,18 @@ pub struct RawServer {
     pub tls: Option<RawTls>,
     pub trusted_proxies: Vec<String>,
     pub insecure_dev_cookies: bool,
+    pub login_rate: Option<RawLoginRate>,
+    /// Sign-ins this instance keeps pending at once (added key).
+    pub max_pending_logins: Option<u64>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawLoginRate {
+    pub per_ip: Option<String>,
+    pub burst: Option<u64>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
@@ -55,6 +67,7 @@ pub struct RawUpstream {
     pub url: Option<String>,
     /// Remove a client-sent `Authorization` header too (SPEC §5 "only when configured").
     pub strip_authorization: bool,
+    pub allow_underscore_headers: Vec<String>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

@@ -3,7 +3,14 @@
 use super::duration;
 use super::raw::*;
 use super::*;
+use policy::ratelimit::Rate;
 use std::net::{IpAddr, SocketAddr};
+
+const DEFAULT_LOGIN_RATE: &str = "10/s";
+const DEFAULT_LOGIN_BURST: u64 = 50;
+/// Pending sign-ins per instance: far above any real login wave (each is a
+/// person who clicked "sign in" in the last ten minutes), far below memory trouble.
+const DEFAULT_MAX_PENDING_LOGINS: u64 = 100_000;
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
@@ -258,6 +265,31 @@ fn server(cx: &mut Ctx<'_>, r: RawServer) -> Server {
             ),
         }
     }
+    let login_rate = {
+        let raw = r.login_rate.unwrap_or_default();
+        cx.unknown("server.login_rate", &raw.unknown);
+        let burst = raw.burst.unwrap_or(DEFAULT_LOGIN_BURST);
+        let burst = u32::try_from(burst).unwrap_or(u32::MAX);
+        match Rate::parse_per(raw.per_ip.as_deref().unwrap_or(DEFAULT_LOGIN_RATE), burst) {
+            Ok(rate) => rate,
+            Err(e) => {
+                let key = if burst == 0 {
+                    "server.login_rate.burst"
+                } else {
+                    "server.login_rate.per_ip"
+                };
+                cx.err(key, e);
+                Rate::parse_per(DEFAULT_LOGIN_RATE, DEFAULT_LOGIN_BURST as u32).expect("default rate parses")
+            }
+        }
+    };
+    let max_pending_logins = match r.max_pending_logins.unwrap_or(DEFAULT_MAX_PENDING_LOGINS) {
+        0 => {
+            cx.err("server.max_pending_logins", "must be at least 1");
+            1
+        }
+        n => usize::try_from(n).unwrap_or(usize::MAX),
+    };
     Server {
         listen,
         metrics_listen,
@@ -265,6 +297,8 @@ fn server(cx: &mut Ctx<'_>, r: RawServer) -> Server {
         tls,
         trusted_proxies,
         insecure_dev_cookies: r.insecure_dev_cookies,
+        login_rate,
+        max_pending_logins,
     }
 }
 
@@ -303,6 +337,32 @@ fn upstream(cx: &mut Ctx<'_>, r: RawUpstream) -> Option<Upstream> {
             "must not have a path (requests are forwarded with their own path)",
         );
     }
+    let mut allow_underscore_headers = Vec::new();
+    for (i, h) in r.allow_underscore_headers.iter().enumerate() {
+        let key = format!("upstream.allow_underscore_headers[{i}]");
+        if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+            cx.err(key, format!("{h:?} is not a header name"));
+        } else if !h.contains('_') {
+            cx.err(
+                key,
+                format!("{h:?} has no '_': only names with underscores need listing"),
+            );
+        } else if policy::headers::must_drop(
+            h,
+            &policy::headers::HeaderRules {
+                trusted_peer: true,
+                strip_authorization: false,
+                allow_underscore: std::slice::from_ref(h),
+            },
+        ) {
+            cx.err(
+                key,
+                format!("{h:?} reads as an identity header (X-Auth-*) and is always removed"),
+            );
+        } else {
+            allow_underscore_headers.push(h.to_ascii_lowercase());
+        }
+    }
     let port = url.port_or_known_default().unwrap_or(80);
     let sni = host.trim_start_matches('[').trim_end_matches(']').to_string();
     Some(Upstream {
@@ -311,6 +371,7 @@ fn upstream(cx: &mut Ctx<'_>, r: RawUpstream) -> Option<Upstream> {
         tls,
         sni,
         strip_authorization: r.strip_authorization,
+        allow_underscore_headers,
     })
 }
 

@@ -1,6 +1,7 @@
 //! Identity headers: removed from every client request, added by the gateway.
 
 use http::HeaderMap;
+use policy::headers::{HeaderRules, must_drop};
 
 pub const ASSERTION: &str = "x-auth-assertion";
 pub const USER: &str = "x-auth-user";
@@ -10,16 +11,14 @@ pub const OID: &str = "x-auth-oid";
 pub const TID: &str = "x-auth-tid";
 pub const PORTAL: &str = "x-auth-portal";
 
-/// Names of every client-sent header that must not reach the app: any
-/// `X-Auth-*` (whatever its case or spelling), and `Authorization` when the
-/// operator asked for it.
-pub fn spoofable_headers(headers: &HeaderMap, strip_authorization: bool) -> Vec<http::HeaderName> {
+/// Names of every client-sent header that must not reach the app (see
+/// `policy::headers`): identity headers in any spelling, names with `_`
+/// unless listed, the forwarding family from untrusted peers, and
+/// `Authorization` when the operator asked for it.
+pub fn headers_to_drop(headers: &HeaderMap, rules: &HeaderRules<'_>) -> Vec<http::HeaderName> {
     headers
         .keys()
-        .filter(|k| {
-            let n = k.as_str();
-            n.starts_with("x-auth-") || (strip_authorization && n == "authorization")
-        })
+        .filter(|k| must_drop(k.as_str(), rules))
         .cloned()
         .collect()
 }
@@ -47,12 +46,21 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-auth-email", "evil@example.com".parse().unwrap());
         h.insert("X-Auth-Whatever", "1".parse().unwrap());
+        h.insert("x_auth_user", "victim".parse().unwrap());
         h.insert("authorization", "Bearer x".parse().unwrap());
         h.insert("x-authority", "keep".parse().unwrap());
-        let mut s: Vec<_> = spoofable_headers(&h, false).iter().map(|n| n.to_string()).collect();
+        h.insert("x-forwarded-for", "6.6.6.6".parse().unwrap());
+        let mut rules = HeaderRules {
+            trusted_peer: true,
+            strip_authorization: false,
+            allow_underscore: &[],
+        };
+        let mut s: Vec<_> = headers_to_drop(&h, &rules).iter().map(|n| n.to_string()).collect();
         s.sort();
-        assert_eq!(s, ["x-auth-email", "x-auth-whatever"]);
-        assert_eq!(spoofable_headers(&h, true).len(), 3);
+        assert_eq!(s, ["x-auth-email", "x-auth-whatever", "x_auth_user"]);
+        rules.strip_authorization = true;
+        rules.trusted_peer = false;
+        assert_eq!(headers_to_drop(&h, &rules).len(), 5);
     }
 
     #[test]

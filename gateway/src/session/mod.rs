@@ -100,19 +100,31 @@ impl Session {
 }
 
 /// What the callback needs to finish a login it did not start itself.
+/// Anonymous clients create these: one-letter field names keep each record
+/// a few hundred bytes (the return path, at most 512, is most of it).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LoginRecord {
+    #[serde(rename = "p")]
     pub portal: String,
+    #[serde(rename = "n")]
     pub nonce: String,
     /// Must equal the login cookie's value (binds the state to this browser).
+    #[serde(rename = "b")]
     pub binding: String,
+    #[serde(rename = "v", default, skip_serializing_if = "Option::is_none")]
     pub pkce_verifier: Option<String>,
+    #[serde(rename = "r")]
     pub return_to: String,
+    #[serde(rename = "m", default)]
     pub remember_me: bool,
+    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
     /// Exactly the redirect_uri sent (the code exchange must repeat it).
+    #[serde(rename = "u")]
     pub redirect_uri: String,
+    #[serde(rename = "s")]
     pub started_at: i64,
 }
 
@@ -163,6 +175,13 @@ pub trait Store: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
 }
 
+pub fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
 pub fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -184,5 +203,25 @@ mod tests {
         assert!(SessionId::parse(&format!("{}=", &a.as_str()[..42])).is_none());
         assert!(SessionId::parse("").is_none());
         assert!(!format!("{a:?}").contains(a.as_str()));
+    }
+
+    #[test]
+    fn login_records_are_small() {
+        let record = |return_to: String| LoginRecord {
+            portal: "portal".into(),
+            nonce: random_token(16),
+            binding: random_token(16),
+            pkce_verifier: Some(random_token(32)),
+            return_to,
+            remember_me: true,
+            tenant: Some("aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa".into()),
+            client: Some("contoso".into()),
+            redirect_uri: "https://contoso.halo.example.com/portal/auth/account/azureresponse".into(),
+            started_at: now_unix(),
+        };
+        let typical = serde_json::to_string(&record("/tickets/42".into())).unwrap();
+        assert!(typical.len() < 400, "{} bytes: {typical}", typical.len());
+        let longest = serde_json::to_string(&record(format!("/{}", "a".repeat(policy::paths::MAX_LEN - 1)))).unwrap();
+        assert!(longest.len() < 1024, "{} bytes", longest.len());
     }
 }
