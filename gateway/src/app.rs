@@ -10,7 +10,7 @@ use crate::identity::AssertionSigner;
 use crate::identity::signer::Signed;
 use crate::metrics::METRICS;
 use crate::session::cache::LocalCache;
-use crate::session::{Revocation, Session, SessionId, Store, StoreError, now_unix};
+use crate::session::{Revocation, Session, SessionId, SessionKey, Store, StoreError, now_unix};
 use policy::TenantId;
 use policy::portal::PortalRoute;
 use policy::tenants::TenantPolicy;
@@ -38,7 +38,7 @@ pub struct App {
     pub directory: Option<Arc<dyn crate::directory::Directory>>,
     /// The signature of each session's current assertion (the JWT itself
     /// is rebuilt from the session: see `AssertionSigner::render`).
-    assertions: Mutex<HashMap<SessionId, Signed>>,
+    assertions: Mutex<HashMap<SessionKey, Signed>>,
     tenants: RwLock<Arc<TenantPolicy>>,
     /// Sessions read recently (Redis only): the fast path's source.
     pub cache: LocalCache,
@@ -206,13 +206,14 @@ impl App {
         r
     }
 
-    /// The live session behind a cookie value at this portal, if any.
+    /// The live session behind a cookie value at this portal, if any, and
+    /// the key it is known by from here on (hashed once per request).
     pub async fn session_for_cookie(
         &self,
         value: &str,
         portal: &Portal,
-    ) -> Result<Option<(SessionId, Session)>, StoreError> {
-        let Some(id) = SessionId::parse(value) else {
+    ) -> Result<Option<(SessionKey, Session)>, StoreError> {
+        let Some(id) = SessionId::parse(value).map(|id| id.key()) else {
             METRICS
                 .bad_requests
                 .with_label_values(&["malformed_session_cookie"])
@@ -265,7 +266,7 @@ impl App {
     }
 
     /// The assertion for a session, signed at most once per lifetime.
-    pub fn assertion_for(&self, id: &SessionId, s: &Session) -> Option<String> {
+    pub fn assertion_for(&self, id: &SessionKey, s: &Session) -> Option<String> {
         let now = now_unix();
         let cached = {
             let cache = self.assertions.lock().unwrap_or_else(|p| p.into_inner());
@@ -298,7 +299,7 @@ impl App {
 
     /// The first request after an auto-create carries `new_user: true` once:
     /// signed uncached, then the flag is cleared in the store.
-    pub async fn assertion_for_new_user(&self, id: &SessionId, s: &mut Session) -> Option<String> {
+    pub async fn assertion_for_new_user(&self, id: &SessionKey, s: &mut Session) -> Option<String> {
         let jwt = self
             .signer
             .sign(s, now_unix())
@@ -313,7 +314,7 @@ impl App {
 
     /// Ends sessions everywhere: the store, this instance's caches, and (over
     /// the revocation bus) every other instance's. Returns how many ended.
-    pub async fn end_sessions(&self, ids: &[SessionId], kind: &'static str) -> Result<usize, StoreError> {
+    pub async fn end_sessions(&self, ids: &[SessionKey], kind: &'static str) -> Result<usize, StoreError> {
         let mut ended = 0;
         for id in ids {
             self.store_op("delete_session", self.store.delete_session(id)).await?;
@@ -328,7 +329,7 @@ impl App {
         Ok(ended)
     }
 
-    pub fn drop_cached(&self, id: &SessionId) {
+    pub fn drop_cached(&self, id: &SessionKey) {
         self.cache.remove(id);
         self.forget_assertion(id);
     }
@@ -347,7 +348,7 @@ impl App {
         }
     }
 
-    pub fn forget_assertion(&self, id: &SessionId) {
+    pub fn forget_assertion(&self, id: &SessionKey) {
         self.assertions.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
     }
 }
