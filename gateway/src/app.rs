@@ -74,7 +74,15 @@ impl App {
                 },
                 SESSION_CACHE_MAX,
             ),
-            jwks: JwksCache::new(http.clone()),
+            // The home tenant's keys: vouched for and never evicted.
+            jwks: JwksCache::new(
+                http.clone(),
+                [tenant_url(
+                    config.entra.tenant_type,
+                    &metadata.jwks_uri,
+                    &config.entra.tenant_id,
+                )],
+            ),
             config,
             store,
             http,
@@ -168,23 +176,7 @@ impl App {
     /// A tenant-specific URL from the authority's: `/organizations/` (multi)
     /// becomes `/<tid>/`, as Entra's endpoints are uniform per tenant.
     pub fn for_tenant(&self, url: &str, tid: &TenantId) -> String {
-        if self.config.entra.tenant_type == TenantType::Single {
-            return url.to_string();
-        }
-        match url::Url::parse(url) {
-            Ok(mut u) => {
-                let segs: Vec<String> = u
-                    .path_segments()
-                    .map(|s| s.map(str::to_string).collect())
-                    .unwrap_or_default();
-                if segs.first().map(String::as_str) == Some("organizations") {
-                    let rest = segs[1..].join("/");
-                    u.set_path(&format!("/{tid}/{rest}"));
-                }
-                u.to_string()
-            }
-            Err(_) => url.to_string(),
-        }
+        tenant_url(self.config.entra.tenant_type, url, tid)
     }
 
     /// Seconds a new session lives without use.
@@ -350,5 +342,26 @@ impl App {
 
     pub fn forget_assertion(&self, id: &SessionKey) {
         self.assertions.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+}
+
+/// See [`App::for_tenant`].
+fn tenant_url(tenant_type: TenantType, url: &str, tid: &TenantId) -> String {
+    if tenant_type == TenantType::Single {
+        return url.to_string();
+    }
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            let segs: Vec<String> = u
+                .path_segments()
+                .map(|s| s.map(str::to_string).collect())
+                .unwrap_or_default();
+            if segs.first().map(String::as_str) == Some("organizations") {
+                let rest = segs[1..].join("/");
+                u.set_path(&format!("/{tid}/{rest}"));
+            }
+            u.to_string()
+        }
+        Err(_) => url.to_string(),
     }
 }

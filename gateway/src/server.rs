@@ -216,14 +216,15 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let rt = control_runtime()?;
     let app = rt.block_on(build_app(config))?;
 
-    // Scheduled key refresh: picks up Entra's rotations before tokens use them.
+    // Scheduled key refresh: picks up Entra's rotations before tokens use them
+    // (only for key sets in use: the rest are dropped, see entra::jwks).
     let bg = app.clone();
     rt.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         tick.tick().await;
         loop {
             tick.tick().await;
-            for uri in bg.jwks.known_uris() {
+            for uri in bg.jwks.refresh_due() {
                 if let Err(e) = bg.jwks.refresh(&uri).await {
                     tracing::warn!(event = "jwks_refresh_failed", error = %e);
                 }
