@@ -94,6 +94,12 @@ async fn load_signer(c: &Config, store: &dyn Store) -> Result<AssertionSigner, S
         }
         // Shared through the store so every instance signs with one key.
         None => {
+            tracing::warn!(
+                event = "signing_key_in_store",
+                "identity.signing_key is not set: the assertion signing key is generated and kept in the \
+                 session store, where anyone who can read the store can sign assertions; prefer a key file \
+                 or mounted secret (docs/security.md)"
+            );
             let candidate = generate_pem().map_err(|e| StartError::SigningKey(e.to_string()))?;
             store
                 .get_or_init("assertion_signing_key", &candidate)
