@@ -10,7 +10,7 @@ use crate::identity::AssertionSigner;
 use crate::identity::signer::Signed;
 use crate::metrics::METRICS;
 use crate::session::cache::LocalCache;
-use crate::session::{Revocation, Session, SessionId, Store, StoreError, now_unix};
+use crate::session::{Revocation, Session, SessionId, SessionKey, Store, StoreError, now_unix};
 use policy::TenantId;
 use policy::portal::PortalRoute;
 use policy::tenants::TenantPolicy;
@@ -38,7 +38,7 @@ pub struct App {
     pub directory: Option<Arc<dyn crate::directory::Directory>>,
     /// The signature of each session's current assertion (the JWT itself
     /// is rebuilt from the session: see `AssertionSigner::render`).
-    assertions: Mutex<HashMap<SessionId, Signed>>,
+    assertions: Mutex<HashMap<SessionKey, Signed>>,
     tenants: RwLock<Arc<TenantPolicy>>,
     /// Sessions read recently (Redis only): the fast path's source.
     pub cache: LocalCache,
@@ -75,11 +75,19 @@ impl App {
                 },
                 SESSION_CACHE_MAX,
             ),
-            jwks: JwksCache::new(http.clone()),
             login_limits: crate::auth::limits::LoginLimits::new(
                 config.server.login_rate,
                 config.server.max_pending_logins,
                 crate::auth::login::LOGIN_TTL,
+            ),
+            // The home tenant's keys: vouched for and never evicted.
+            jwks: JwksCache::new(
+                http.clone(),
+                [tenant_url(
+                    config.entra.tenant_type,
+                    &metadata.jwks_uri,
+                    &config.entra.tenant_id,
+                )],
             ),
             config,
             store,
@@ -174,23 +182,7 @@ impl App {
     /// A tenant-specific URL from the authority's: `/organizations/` (multi)
     /// becomes `/<tid>/`, as Entra's endpoints are uniform per tenant.
     pub fn for_tenant(&self, url: &str, tid: &TenantId) -> String {
-        if self.config.entra.tenant_type == TenantType::Single {
-            return url.to_string();
-        }
-        match url::Url::parse(url) {
-            Ok(mut u) => {
-                let segs: Vec<String> = u
-                    .path_segments()
-                    .map(|s| s.map(str::to_string).collect())
-                    .unwrap_or_default();
-                if segs.first().map(String::as_str) == Some("organizations") {
-                    let rest = segs[1..].join("/");
-                    u.set_path(&format!("/{tid}/{rest}"));
-                }
-                u.to_string()
-            }
-            Err(_) => url.to_string(),
-        }
+        tenant_url(self.config.entra.tenant_type, url, tid)
     }
 
     /// Seconds a new session lives without use.
@@ -213,14 +205,15 @@ impl App {
     }
 
     /// The live session behind a cookie value at this portal and client (a
-    /// session is valid only where it was made: SPEC §5), if any.
+    /// session is valid only where it was made: SPEC §5), if any, and the
+    /// key it is known by from here on (hashed once per request).
     pub async fn session_for_cookie(
         &self,
         value: &str,
         portal: &Portal,
         client: Option<&str>,
-    ) -> Result<Option<(SessionId, Session)>, StoreError> {
-        let Some(id) = SessionId::parse(value) else {
+    ) -> Result<Option<(SessionKey, Session)>, StoreError> {
+        let Some(id) = SessionId::parse(value).map(|id| id.key()) else {
             METRICS
                 .bad_requests
                 .with_label_values(&["malformed_session_cookie"])
@@ -275,7 +268,7 @@ impl App {
     }
 
     /// The assertion for a session, signed at most once per lifetime.
-    pub fn assertion_for(&self, id: &SessionId, s: &Session) -> Option<String> {
+    pub fn assertion_for(&self, id: &SessionKey, s: &Session) -> Option<String> {
         let now = now_unix();
         let cached = {
             let cache = self.assertions.lock().unwrap_or_else(|p| p.into_inner());
@@ -308,7 +301,7 @@ impl App {
 
     /// The first request after an auto-create carries `new_user: true` once:
     /// signed uncached, then the flag is cleared in the store.
-    pub async fn assertion_for_new_user(&self, id: &SessionId, s: &mut Session) -> Option<String> {
+    pub async fn assertion_for_new_user(&self, id: &SessionKey, s: &mut Session) -> Option<String> {
         let jwt = self
             .signer
             .sign(s, now_unix())
@@ -323,7 +316,7 @@ impl App {
 
     /// Ends sessions everywhere: the store, this instance's caches, and (over
     /// the revocation bus) every other instance's. Returns how many ended.
-    pub async fn end_sessions(&self, ids: &[SessionId], kind: &'static str) -> Result<usize, StoreError> {
+    pub async fn end_sessions(&self, ids: &[SessionKey], kind: &'static str) -> Result<usize, StoreError> {
         let mut ended = 0;
         for id in ids {
             self.store_op("delete_session", self.store.delete_session(id)).await?;
@@ -338,7 +331,7 @@ impl App {
         Ok(ended)
     }
 
-    pub fn drop_cached(&self, id: &SessionId) {
+    pub fn drop_cached(&self, id: &SessionKey) {
         self.cache.remove(id);
         self.forget_assertion(id);
     }
@@ -357,7 +350,28 @@ impl App {
         }
     }
 
-    pub fn forget_assertion(&self, id: &SessionId) {
+    pub fn forget_assertion(&self, id: &SessionKey) {
         self.assertions.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+}
+
+/// See [`App::for_tenant`].
+fn tenant_url(tenant_type: TenantType, url: &str, tid: &TenantId) -> String {
+    if tenant_type == TenantType::Single {
+        return url.to_string();
+    }
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            let segs: Vec<String> = u
+                .path_segments()
+                .map(|s| s.map(str::to_string).collect())
+                .unwrap_or_default();
+            if segs.first().map(String::as_str) == Some("organizations") {
+                let rest = segs[1..].join("/");
+                u.set_path(&format!("/{tid}/{rest}"));
+            }
+            u.to_string()
+        }
+        Err(_) => url.to_string(),
     }
 }

@@ -15,6 +15,8 @@ pub struct Metrics {
     pub store_ops: IntCounterVec,
     pub store_errors: IntCounterVec,
     pub jwks_refreshes: IntCounterVec,
+    pub jwks_skipped: IntCounterVec,
+    pub jwks_key_sets: IntGauge,
     pub upstream_latency: HistogramVec,
     pub bad_requests: IntCounterVec,
     pub csp_syncs: IntCounterVec,
@@ -71,6 +73,18 @@ fn build() -> Metrics {
             "entra_gateway_jwks_refreshes_total",
             "JWKS fetches by result",
             &["result"]
+        )
+        .expect("register"),
+        jwks_skipped: register_int_counter_vec!(
+            "entra_gateway_jwks_fetches_skipped_total",
+            "JWKS fetches not made, by why (recently_failed: a key set that failed within 5 minutes; \
+             refetch_limited: an unknown kid within 5 minutes of the last forced refetch)",
+            &["why"]
+        )
+        .expect("register"),
+        jwks_key_sets: register_int_gauge!(
+            "entra_gateway_jwks_key_sets",
+            "Key sets (tenants) held in the JWKS cache"
         )
         .expect("register"),
         upstream_latency: register_histogram_vec!(

@@ -94,6 +94,12 @@ async fn load_signer(c: &Config, store: &dyn Store) -> Result<AssertionSigner, S
         }
         // Shared through the store so every instance signs with one key.
         None => {
+            tracing::warn!(
+                event = "signing_key_in_store",
+                "identity.signing_key is not set: the assertion signing key is generated and kept in the \
+                 session store, where anyone who can read the store can sign assertions; prefer a key file \
+                 or mounted secret (docs/security.md)"
+            );
             let candidate = generate_pem().map_err(|e| StartError::SigningKey(e.to_string()))?;
             store
                 .get_or_init("assertion_signing_key", &candidate)
@@ -216,14 +222,15 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let rt = control_runtime()?;
     let app = rt.block_on(build_app(config))?;
 
-    // Scheduled key refresh: picks up Entra's rotations before tokens use them.
+    // Scheduled key refresh: picks up Entra's rotations before tokens use them
+    // (only for key sets in use: the rest are dropped, see entra::jwks).
     let bg = app.clone();
     rt.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         tick.tick().await;
         loop {
             tick.tick().await;
-            for uri in bg.jwks.known_uris() {
+            for uri in bg.jwks.refresh_due() {
                 if let Err(e) = bg.jwks.refresh(&uri).await {
                     tracing::warn!(event = "jwks_refresh_failed", error = %e);
                 }

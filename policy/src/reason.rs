@@ -37,6 +37,10 @@ pub enum Reason {
     CHashMismatch,
     // code flow
     CodeExchangeFailed,
+    /// The keys of a tenant nobody vouched for (not the home tenant, not
+    /// listed) could not be fetched: a refusal, not an outage, as anyone can
+    /// name any tenant (`sign_in_scope: all`).
+    TenantKeysUnavailable,
     // infrastructure the sign-in depends on
     MetadataUnavailable,
     StoreUnavailable,
@@ -96,6 +100,7 @@ impl Reason {
             OidMissing => "oid_missing",
             CHashMismatch => "c_hash_mismatch",
             CodeExchangeFailed => "code_exchange_failed",
+            TenantKeysUnavailable => "tenant_keys_unavailable",
             MetadataUnavailable => "metadata_unavailable",
             StoreUnavailable => "store_unavailable",
             NotSetUp => "not_set_up",
@@ -152,6 +157,9 @@ impl Reason {
                 "The sign-in response does not belong to this sign-in attempt. Please start again."
             }
             CodeExchangeFailed => "The sign-in could not be completed with Microsoft Entra ID.",
+            TenantKeysUnavailable => {
+                "The signing keys of your organisation (tenant) could not be obtained from Microsoft Entra ID, so this sign-in cannot be verified. Please try again later."
+            }
             MetadataUnavailable => "Microsoft Entra ID cannot be reached right now. Please try again in a moment.",
             StoreUnavailable => {
                 "Sign-in is temporarily unavailable (session storage is down). Please try again in a moment."
@@ -197,7 +205,12 @@ mod tests {
 
     #[test]
     fn refusals_are_never_5xx_unless_a_dependency_is_down() {
-        for r in [Reason::BadSignature, Reason::StateUnknown, Reason::TenantNotAllowed] {
+        for r in [
+            Reason::BadSignature,
+            Reason::StateUnknown,
+            Reason::TenantNotAllowed,
+            Reason::TenantKeysUnavailable,
+        ] {
             assert!((400..500).contains(&r.status()), "{r}");
         }
         assert_eq!(Reason::StoreUnavailable.status(), 503);

@@ -22,6 +22,16 @@ impl TenantPolicy {
             TenantPolicy::All(list) => !tid.is_consumers() || list.contains(tid),
         }
     }
+
+    /// Whether the configuration names this tenant (home, listed, a client's,
+    /// a CSP customer's), as opposed to `sign_in_scope: all` merely letting
+    /// it in: only named tenants' failures are the gateway's outage.
+    pub fn names(&self, tid: &TenantId) -> bool {
+        match self {
+            TenantPolicy::Single(t) => t == tid,
+            TenantPolicy::Restricted(list) | TenantPolicy::All(list) => list.contains(tid),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -51,5 +61,9 @@ mod tests {
         for (p, tid, want) in cases {
             assert_eq!(p.allows(tid), want, "{p:?} {tid}");
         }
+        assert!(TenantPolicy::Single(a.clone()).names(&a));
+        assert!(TenantPolicy::Restricted(only_a.clone()).names(&a));
+        assert!(TenantPolicy::All(only_a.clone()).names(&a));
+        assert!(!TenantPolicy::All(only_a).names(&b), "allowed, not named");
     }
 }

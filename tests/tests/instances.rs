@@ -181,7 +181,9 @@ async fn expiry_by_policy_is_published_like_any_other_end() {
     // The absolute timeout arrives (the record says so; A and B still hold
     // their cached copies, valid for local_cache_ttl = 5 s).
     let id = a.cookie("entra_gw_agent").unwrap();
-    let key = format!("egtest:s:{{{id}}}");
+    // The store knows a session by the SHA-256 of its id (docs/security.md).
+    let digest = entra_gateway::session::SessionId::parse(&id).unwrap().key();
+    let key = format!("egtest:s:{{{digest}}}");
     let mut record: serde_json::Value = serde_json::from_str(&redis.cli(&["get", &key])).unwrap();
     record["absolute_expiry"] = serde_json::json!(record["created_at"].as_i64().unwrap() - 1);
     assert_eq!(redis.cli(&["set", &key, &record.to_string(), "KEEPTTL"]), "OK");

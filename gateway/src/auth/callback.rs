@@ -283,12 +283,13 @@ async fn create_session(
     let session_cookie = session_cookie_name(&cfg.cookie_name, &portal.name, cx.secure_cookies);
     let cookies = respond::request_cookies(req.headers());
     if let Some(old) = respond::find_cookie(&cookies, &session_cookie).and_then(SessionId::parse) {
-        let _ = app.end_sessions(&[old], "replaced").await;
+        let _ = app.end_sessions(&[old.key()], "replaced").await;
     }
     let sid = SessionId::generate();
     app.store_op(
         "put_session",
-        app.store.put_session(&sid, &session, app.session_ttl(&session, now)),
+        app.store
+            .put_session(&sid.key(), &session, app.session_ttl(&session, now)),
     )
     .await
     .map_err(|_| Reason::StoreUnavailable)?;

@@ -5,7 +5,7 @@ use super::{RequestContext, param, params};
 use crate::app::App;
 use crate::config::Portal;
 use crate::respond::{self, Resp};
-use crate::session::{Session, SessionId};
+use crate::session::{Session, SessionKey};
 use bytes::Bytes;
 use http::{Method, Request};
 use policy::Reason;
@@ -54,7 +54,7 @@ async fn end_session(
     app: &App,
     cx: &RequestContext,
     portal: &Portal,
-    id: &SessionId,
+    id: &SessionKey,
     s: &Session,
     cookie_name: String,
 ) -> Resp {

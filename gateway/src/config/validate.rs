@@ -832,6 +832,12 @@ fn identity(cx: &mut Ctx<'_>, r: RawIdentity, portals: &[Portal]) -> Identity {
     {
         cx.err("identity.signing_key", format!("file {k:?} does not exist"));
     }
+    if let Some(why) = signing_key
+        .as_deref()
+        .and_then(crate::identity::key_file::loose_permissions)
+    {
+        cx.err("identity.signing_key", why);
+    }
     Identity {
         audience,
         issuer,

@@ -1,13 +1,13 @@
 //! ID-token validation: header rules, signature, then the claim rules of
 //! `policy::claims`.
 
-use super::jwks::JwksCache;
+use super::jwks::{JwksCache, Trust};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
-use policy::Reason;
 use policy::claims::{IdTokenClaims, TokenExpectations, VerifiedIdentity, check_id_token, check_jwk_issuer};
+use policy::{Reason, TenantId};
 
 /// The JOSE header fields we look at. Everything else (jku, x5u, jwk, x5c)
 /// is never followed: keys come only from the authority's JWKS.
@@ -46,7 +46,9 @@ pub async fn validate_id_token(
     if h.crit.is_some() {
         return Err(Reason::CritHeader);
     }
-    let key = jwks.key(jwks_uri, h.kid.as_deref()).await?;
+    let key = jwks
+        .key(jwks_uri, h.kid.as_deref(), trust(jwks, jwks_uri, token, expect))
+        .await?;
 
     let mut v = Validation::new(Algorithm::RS256);
     // Time, audience and issuer rules are ours (policy::claims), with skew.
@@ -63,6 +65,25 @@ pub async fn validate_id_token(
     let identity = check_id_token(&data.claims, expect)?;
     check_jwk_issuer(key.issuer.as_deref(), &identity.issuer, identity.tid.as_str())?;
     Ok(identity)
+}
+
+/// Whether the token's tenant is one the configuration names (the home
+/// tenant's key set is pinned in the cache), or merely one that
+/// `sign_in_scope: all` lets anyone name: that decides whether failing to get
+/// its keys is an outage or a refusal.
+fn trust(jwks: &JwksCache, jwks_uri: &str, token: &str, expect: &TokenExpectations<'_>) -> Trust {
+    let tid = peek_claims(token)
+        .ok()
+        .and_then(|c| c.tid)
+        .and_then(|t| t.parse::<TenantId>().ok());
+    let named = tid
+        .as_ref()
+        .is_some_and(|t| expect.login_tenant == Some(t) || expect.tenants.names(t));
+    if named || jwks.is_pinned(jwks_uri) {
+        Trust::Vouched
+    } else {
+        Trust::Stranger
+    }
 }
 
 /// `c_hash`: left half of SHA-256 of the code, base64url (OIDC Core §3.3.2.11).

@@ -3,6 +3,7 @@
 //! place.
 
 pub mod headers;
+pub mod key_file;
 pub mod signer;
 
 pub use signer::AssertionSigner;

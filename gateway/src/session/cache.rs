@@ -3,7 +3,7 @@
 //! entry is trusted for `session.local_cache_ttl` at most, and the revocation
 //! bus drops entries as soon as any instance ends a session.
 
-use super::{Session, SessionId};
+use super::{Session, SessionKey};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 pub struct LocalCache {
     ttl: Duration,
     max: usize,
-    map: Mutex<HashMap<SessionId, (Session, Instant)>>,
+    map: Mutex<HashMap<SessionKey, (Session, Instant)>>,
 }
 
 impl LocalCache {
@@ -23,7 +23,7 @@ impl LocalCache {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, (Session, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionKey, (Session, Instant)>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -31,7 +31,7 @@ impl LocalCache {
         !self.ttl.is_zero()
     }
 
-    pub fn get(&self, id: &SessionId) -> Option<Session> {
+    pub fn get(&self, id: &SessionKey) -> Option<Session> {
         if !self.enabled() {
             return None;
         }
@@ -41,7 +41,7 @@ impl LocalCache {
             .map(|(s, _)| s.clone())
     }
 
-    pub fn put(&self, id: &SessionId, s: &Session) {
+    pub fn put(&self, id: &SessionKey, s: &Session) {
         if !self.enabled() {
             return;
         }
@@ -57,7 +57,7 @@ impl LocalCache {
         g.insert(*id, (s.clone(), Instant::now()));
     }
 
-    pub fn remove(&self, id: &SessionId) {
+    pub fn remove(&self, id: &SessionKey) {
         self.lock().remove(id);
     }
 

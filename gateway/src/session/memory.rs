@@ -1,4 +1,6 @@
-//! The embedded store of a single instance.
+//! The embedded store of a single instance. Keyed like the Redis store
+//! (session digests, login-state digests), so a memory dump holds no cookie
+//! value or pending state either.
 
 use super::*;
 use crate::metrics::METRICS;
@@ -8,12 +10,12 @@ use std::time::Instant;
 
 #[derive(Default)]
 struct Inner {
-    sessions: HashMap<SessionId, (Session, Instant)>,
+    sessions: HashMap<SessionKey, (Session, Instant)>,
     logins: HashMap<String, (LoginRecord, Instant)>,
     values: HashMap<String, String>,
     leases: HashMap<String, Instant>,
-    by_sid: HashMap<String, Vec<SessionId>>,
-    by_user: HashMap<String, Vec<SessionId>>,
+    by_sid: HashMap<String, Vec<SessionKey>>,
+    by_user: HashMap<String, Vec<SessionKey>>,
     writes: u64,
 }
 
@@ -25,7 +27,7 @@ enum Index {
 
 impl Inner {
     /// Live members of an index entry; dead ones are pruned on the way.
-    fn live(&mut self, which: Index, key: &str) -> Vec<SessionId> {
+    fn live(&mut self, which: Index, key: &str) -> Vec<SessionKey> {
         let now = Instant::now();
         let sessions = &self.sessions;
         let index = match which {
@@ -81,7 +83,7 @@ impl MemoryStore {
 
 #[async_trait]
 impl Store for MemoryStore {
-    async fn put_session(&self, id: &SessionId, s: &Session, ttl: Duration) -> Result<(), StoreError> {
+    async fn put_session(&self, id: &SessionKey, s: &Session, ttl: Duration) -> Result<(), StoreError> {
         let mut g = self.lock();
         g.sweep();
         g.sessions.insert(*id, (s.clone(), Instant::now() + ttl));
@@ -99,7 +101,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn get_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+    async fn get_session(&self, id: &SessionKey) -> Result<Option<Session>, StoreError> {
         let mut g = self.lock();
         match g.sessions.get(id) {
             Some((s, exp)) if *exp > Instant::now() => Ok(Some(s.clone())),
@@ -111,7 +113,7 @@ impl Store for MemoryStore {
         }
     }
 
-    async fn delete_session(&self, id: &SessionId) -> Result<(), StoreError> {
+    async fn delete_session(&self, id: &SessionKey) -> Result<(), StoreError> {
         let mut g = self.lock();
         g.sessions.remove(id);
         METRICS.sessions_active.set(g.sessions.len() as i64);
@@ -121,7 +123,7 @@ impl Store for MemoryStore {
     async fn put_login(&self, state: &str, r: &LoginRecord, ttl: Duration) -> Result<(), StoreError> {
         let mut g = self.lock();
         g.sweep();
-        g.logins.insert(state.to_string(), (r.clone(), Instant::now() + ttl));
+        g.logins.insert(state_digest(state), (r.clone(), Instant::now() + ttl));
         Ok(())
     }
 
@@ -129,7 +131,7 @@ impl Store for MemoryStore {
         Ok(self
             .lock()
             .logins
-            .remove(state)
+            .remove(&state_digest(state))
             .filter(|(_, exp)| *exp > Instant::now())
             .map(|(r, _)| r))
     }
@@ -164,15 +166,15 @@ impl Store for MemoryStore {
         }
     }
 
-    async fn sessions_by_sid(&self, sid: &str) -> Result<Vec<SessionId>, StoreError> {
+    async fn sessions_by_sid(&self, sid: &str) -> Result<Vec<SessionKey>, StoreError> {
         Ok(self.lock().live(Index::Sid, sid))
     }
 
-    async fn sessions_by_user(&self, user: &str) -> Result<Vec<SessionId>, StoreError> {
+    async fn sessions_by_user(&self, user: &str) -> Result<Vec<SessionKey>, StoreError> {
         Ok(self.lock().live(Index::User, user))
     }
 
-    async fn publish_revocation(&self, _id: &SessionId) -> Result<(), StoreError> {
+    async fn publish_revocation(&self, _id: &SessionKey) -> Result<(), StoreError> {
         Ok(())
     }
 
@@ -231,7 +233,7 @@ mod tests {
     #[tokio::test]
     async fn entries_expire_and_logins_work_once() {
         let store = MemoryStore::new();
-        let id = SessionId::generate();
+        let id = SessionId::generate().key();
         store
             .put_session(&id, &session(0), Duration::from_millis(50))
             .await

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::fmt;
 use std::time::Duration;
 
@@ -58,6 +59,70 @@ impl fmt::Debug for SessionId {
         // Never log a usable session id.
         write!(f, "SessionId({}…)", &self.as_str()[..6])
     }
+}
+
+impl SessionId {
+    /// What everything past the cookie knows this session by.
+    pub fn key(&self) -> SessionKey {
+        SessionKey(Sha256::digest(self.0).into())
+    }
+}
+
+/// SHA-256 of a [`SessionId`]: the name of a session in the store, its
+/// indexes, the local caches and the revocation bus. Whoever reads Redis (a
+/// replica, a backup, `MONITOR`, a subscriber of the bus) learns digests,
+/// which cannot be turned back into a cookie that signs anyone in.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionKey([u8; 32]);
+
+impl SessionKey {
+    /// Lower-case hex, as written to the store and the bus.
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
+    }
+
+    /// Accepts exactly what [`to_hex`](Self::to_hex) writes.
+    pub fn parse_hex(s: &str) -> Option<Self> {
+        if s.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, pair) in s.as_bytes().chunks_exact(2).enumerate() {
+            let nibble = |b: u8| match b {
+                b'0'..=b'9' => Some(b - b'0'),
+                b'a'..=b'f' => Some(b - b'a' + 10),
+                _ => None,
+            };
+            out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
+        }
+        Some(SessionKey(out))
+    }
+}
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionKey({}…)", &self.to_hex()[..8])
+    }
+}
+
+impl fmt::Display for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// SHA-256 of a login `state`, hex: the state is a bearer secret for the
+/// sign-in it started, so the store keeps only its digest.
+pub fn state_digest(state: &str) -> String {
+    hex(&Sha256::digest(state.as_bytes()))
 }
 
 /// A signed-in browser at one portal.
@@ -131,7 +196,7 @@ pub struct LoginRecord {
 /// A message on the revocation bus.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Revocation {
-    Session(SessionId),
+    Session(SessionKey),
     /// The bus was disconnected: messages may have been missed, drop all.
     Flush,
 }
@@ -148,9 +213,9 @@ pub enum StoreError {
 /// safe to share between instances: `take_login` is atomic (single use).
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    async fn put_session(&self, id: &SessionId, s: &Session, ttl: Duration) -> Result<(), StoreError>;
-    async fn get_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError>;
-    async fn delete_session(&self, id: &SessionId) -> Result<(), StoreError>;
+    async fn put_session(&self, id: &SessionKey, s: &Session, ttl: Duration) -> Result<(), StoreError>;
+    async fn get_session(&self, id: &SessionKey) -> Result<Option<Session>, StoreError>;
+    async fn delete_session(&self, id: &SessionKey) -> Result<(), StoreError>;
     async fn put_login(&self, state: &str, r: &LoginRecord, ttl: Duration) -> Result<(), StoreError>;
     /// Returns the record and removes it, atomically: a state works once.
     async fn take_login(&self, state: &str) -> Result<Option<LoginRecord>, StoreError>;
@@ -162,12 +227,12 @@ pub trait Store: Send + Sync + 'static {
     /// Takes a lease for `ttl` unless another holder has it: one instance
     /// does a periodic job, the others skip it.
     async fn try_lease(&self, key: &str, ttl: Duration) -> Result<bool, StoreError>;
-    /// Live session ids indexed under an ID token `sid` (front-channel logout).
-    async fn sessions_by_sid(&self, sid: &str) -> Result<Vec<SessionId>, StoreError>;
-    /// Live session ids of a user (directory key).
-    async fn sessions_by_user(&self, user: &str) -> Result<Vec<SessionId>, StoreError>;
+    /// Live sessions indexed under an ID token `sid` (front-channel logout).
+    async fn sessions_by_sid(&self, sid: &str) -> Result<Vec<SessionKey>, StoreError>;
+    /// Live sessions of a user (directory key).
+    async fn sessions_by_user(&self, user: &str) -> Result<Vec<SessionKey>, StoreError>;
     /// Tells every instance that a session ended.
-    async fn publish_revocation(&self, id: &SessionId) -> Result<(), StoreError>;
+    async fn publish_revocation(&self, id: &SessionKey) -> Result<(), StoreError>;
     /// Revocations published by any instance, for this instance's cache; None
     /// when the store has no bus (a single in-memory instance needs none).
     fn revocations(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Revocation>>;
@@ -223,5 +288,26 @@ mod tests {
         assert!(typical.len() < 400, "{} bytes: {typical}", typical.len());
         let longest = serde_json::to_string(&record(format!("/{}", "a".repeat(policy::paths::MAX_LEN - 1)))).unwrap();
         assert!(longest.len() < 1024, "{} bytes", longest.len());
+    }
+
+    #[test]
+    fn session_keys_are_digests_that_round_trip_through_hex() {
+        let a = SessionId::generate();
+        let k = a.key();
+        assert_eq!(k, SessionId::parse(a.as_str()).unwrap().key(), "stable");
+        assert_ne!(k, SessionId::generate().key());
+        let h = k.to_hex();
+        assert_eq!(h.len(), 64);
+        assert!(!h.contains(a.as_str()));
+        assert_eq!(SessionKey::parse_hex(&h), Some(k));
+        assert_eq!(SessionKey::parse_hex(&h.to_uppercase()), None, "only what we write");
+        assert_eq!(SessionKey::parse_hex(&h[..63]), None);
+        assert_eq!(SessionKey::parse_hex(a.as_str()), None, "a cookie value is not a key");
+        // Known answer: SHA-256 of the empty string.
+        assert_eq!(
+            hex(&Sha256::digest(b"")),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(state_digest(""), hex(&Sha256::digest(b"")));
     }
 }

@@ -1,9 +1,14 @@
 //! Sessions in Redis, shared by every instance.
 //!
-//! Keys: `<prefix>s:{<id>}` (session), `<prefix>l:{<state>}` (pending login),
-//! `<prefix>v:<name>` (shared values such as the assertion signing key). The
-//! braces are Cluster hash tags: a key's slot is decided by the id alone, so
-//! the prefix never moves keys between slots. No command or pipeline touches
+//! Keys: `<prefix>s:{<key>}` (session), `<prefix>l:{<state digest>}`
+//! (pending login), `<prefix>v:<name>` (shared values such as the assertion
+//! signing key). A session is named by its [`SessionKey`] (SHA-256 of the
+//! cookie's id, hex) in its key, in the `sid:`/`user:` index sets and on the
+//! revocation bus, and a login by the SHA-256 of its state: neither a cookie
+//! value nor a pending state is ever sent to Redis, so reading Redis (a
+//! replica, a backup, `MONITOR`, the bus) hands out nothing that signs in.
+//! The braces are Cluster hash tags: a key's slot is decided by the digest
+//! alone, so the prefix never moves keys between slots. No command or pipeline touches
 //! two slots (Cluster would refuse it): a session and its `sid:`/`user:`
 //! indexes are written by one small pipeline per key.
 
@@ -38,8 +43,8 @@ impl RedisStore {
         })
     }
 
-    fn session_key(&self, id: &SessionId) -> String {
-        format!("{}s:{{{}}}", self.prefix, id.as_str())
+    fn session_key(&self, id: &SessionKey) -> String {
+        format!("{}s:{{{id}}}", self.prefix)
     }
 
     fn sid_key(&self, sid: &str) -> String {
@@ -55,10 +60,12 @@ impl RedisStore {
     }
 
     /// Members of an index set that still exist; dead ones are pruned.
-    async fn live_members(&self, key: &str) -> Result<Vec<SessionId>, StoreError> {
+    async fn live_members(&self, key: &str) -> Result<Vec<SessionKey>, StoreError> {
         let mut c = self.conn.clone();
         let members: Vec<String> = c.smembers(key).await.map_err(unavailable)?;
-        let ids: Vec<SessionId> = members.iter().filter_map(|m| SessionId::parse(m)).collect();
+        // Members written before ids were hashed do not parse: they name no
+        // session this version can find, and expire with their set.
+        let ids: Vec<SessionKey> = members.iter().filter_map(|m| SessionKey::parse_hex(m)).collect();
         // Each session key may live on another node: ask them all at once.
         let exists = futures_util::future::try_join_all(ids.iter().map(|id| {
             let mut c = self.conn.clone();
@@ -72,14 +79,14 @@ impl RedisStore {
             if exists {
                 live.push(id);
             } else {
-                let _: Result<(), _> = c.srem(key, id.as_str()).await;
+                let _: Result<(), _> = c.srem(key, id.to_hex()).await;
             }
         }
         Ok(live)
     }
 
     fn login_key(&self, state: &str) -> String {
-        format!("{}l:{{{state}}}", self.prefix)
+        format!("{}l:{{{}}}", self.prefix, state_digest(state))
     }
 }
 
@@ -98,7 +105,7 @@ fn encode<T: Serialize>(v: &T) -> Result<String, StoreError> {
 
 #[async_trait]
 impl Store for RedisStore {
-    async fn put_session(&self, id: &SessionId, s: &Session, ttl: Duration) -> Result<(), StoreError> {
+    async fn put_session(&self, id: &SessionKey, s: &Session, ttl: Duration) -> Result<(), StoreError> {
         let ttl = ttl_secs(ttl);
         let mut writes = Vec::with_capacity(3);
         let mut session = redis::pipe();
@@ -112,7 +119,7 @@ impl Store for RedisStore {
             // An index lives as long as its longest-lived session: NX gives a
             // new set its expiry, GT only ever extends it.
             let mut p = redis::pipe();
-            p.sadd(k, id.as_str()).ignore();
+            p.sadd(k, id.to_hex()).ignore();
             p.cmd("EXPIRE").arg(k).arg(ttl).arg("NX").ignore();
             p.cmd("EXPIRE").arg(k).arg(ttl).arg("GT").ignore();
             writes.push(p);
@@ -129,12 +136,12 @@ impl Store for RedisStore {
         .map_err(unavailable)
     }
 
-    async fn get_session(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+    async fn get_session(&self, id: &SessionKey) -> Result<Option<Session>, StoreError> {
         let mut c = self.conn.clone();
         decode(c.get(self.session_key(id)).await.map_err(unavailable)?)
     }
 
-    async fn delete_session(&self, id: &SessionId) -> Result<(), StoreError> {
+    async fn delete_session(&self, id: &SessionKey) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         c.del::<_, ()>(self.session_key(id)).await.map_err(unavailable)
     }
@@ -191,17 +198,17 @@ impl Store for RedisStore {
         Ok(taken.is_some())
     }
 
-    async fn sessions_by_sid(&self, sid: &str) -> Result<Vec<SessionId>, StoreError> {
+    async fn sessions_by_sid(&self, sid: &str) -> Result<Vec<SessionKey>, StoreError> {
         self.live_members(&self.sid_key(sid)).await
     }
 
-    async fn sessions_by_user(&self, user: &str) -> Result<Vec<SessionId>, StoreError> {
+    async fn sessions_by_user(&self, user: &str) -> Result<Vec<SessionKey>, StoreError> {
         self.live_members(&self.user_key(user)).await
     }
 
-    async fn publish_revocation(&self, id: &SessionId) -> Result<(), StoreError> {
+    async fn publish_revocation(&self, id: &SessionKey) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
-        c.publish::<_, _, ()>(self.channel(), id.as_str())
+        c.publish::<_, _, ()>(self.channel(), id.to_hex())
             .await
             .map_err(unavailable)
     }
@@ -226,7 +233,7 @@ impl Store for RedisStore {
                         let Ok(payload) = msg.get_payload::<String>() else {
                             continue;
                         };
-                        if let Some(id) = SessionId::parse(&payload)
+                        if let Some(id) = SessionKey::parse_hex(&payload)
                             && tx.send(Revocation::Session(id)).is_err()
                         {
                             return;

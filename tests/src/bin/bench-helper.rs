@@ -275,7 +275,7 @@ async fn main() {
                     for i in (w..n).step_by(c) {
                         let s = bench_session(i);
                         store
-                            .put_session(&seed[i], &s, std::time::Duration::from_secs(3600))
+                            .put_session(&seed[i].key(), &s, std::time::Duration::from_secs(3600))
                             .await
                             .expect("seed");
                     }
