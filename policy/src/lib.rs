@@ -13,6 +13,7 @@ pub mod matching;
 pub mod paths;
 pub mod portal;
 pub mod reason;
+pub mod state;
 pub mod tenants;
 
 pub use ids::{ClientId, GuidError, PortalKind, TenantId};
