@@ -18,3 +18,6 @@ pub mod tenants;
 
 pub use ids::{ClientId, GuidError, PortalKind, TenantId};
 pub use reason::Reason;
+
+#[cfg(test)]
+mod properties;

@@ -1,7 +1,7 @@
 //! Return paths: only same-origin relative paths, so the gateway can never be
 //! used as an open redirector.
 
-const MAX_LEN: usize = 2048;
+pub(crate) const MAX_LEN: usize = 2048;
 
 /// Returns `candidate` when it is a safe same-origin path, else `fallback`.
 pub fn safe_return_path(candidate: Option<&str>, fallback: &str) -> String {
