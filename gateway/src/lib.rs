@@ -16,3 +16,6 @@ pub mod proxy;
 pub mod respond;
 pub mod server;
 pub mod session;
+
+#[cfg(test)]
+mod properties;

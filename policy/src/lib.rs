@@ -16,7 +16,11 @@ pub mod paths;
 pub mod portal;
 pub mod ratelimit;
 pub mod reason;
+pub mod state;
 pub mod tenants;
 
 pub use ids::{ClientId, GuidError, PortalKind, TenantId};
 pub use reason::Reason;
+
+#[cfg(test)]
+mod properties;

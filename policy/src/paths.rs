@@ -31,8 +31,11 @@ pub fn is_normalized(path: &str) -> bool {
         return false;
     }
     lower.replace("%2f", "/").split('/').all(|seg| {
-        let decoded = seg.replace("%2e", ".");
-        decoded != "." && decoded != ".."
+        let decoded = seg.replace("%2e", ".").replace("%3b", ";");
+        // Servlet containers drop `;parameters` before resolving dot
+        // segments: `/portal/..;/admin` is `/admin` to them.
+        let bare = decoded.split(';').next().unwrap_or_default();
+        bare != "." && bare != ".."
     })
 }
 
@@ -74,6 +77,9 @@ mod tests {
             "/a%2f..%2fb",
             "/a\\..\\b",
             "/a%5cb",
+            "/portal/..;/admin",
+            "/portal/..;x=1/admin",
+            "/a/.%3bx/b",
         ] {
             assert!(!is_normalized(bad), "{bad}");
         }

@@ -41,22 +41,106 @@ pub fn resolve_client<'a>(clients: impl IntoIterator<Item = &'a [String]>, autho
 /// The portal for a request at a client's own host: the host is an alias of
 /// every portal's host, so only the path decides.
 pub fn resolve_by_path(portals: &[PortalRoute], path: &str) -> Option<usize> {
-    portals
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| prefix_matches(&p.path_prefix, path))
-        .max_by_key(|(_, p)| p.path_prefix.len())
-        .map(|(i, _)| i)
+    unambiguous(portals.iter().enumerate(), path)
 }
 
 /// Index of the portal serving `authority` + `path`, if any.
 pub fn resolve(portals: &[PortalRoute], authority: &str, path: &str) -> Option<usize> {
-    portals
+    unambiguous(
+        portals.iter().enumerate().filter(|(_, p)| p.authority == authority),
+        path,
+    )
+}
+
+/// The longest-prefix portal for `path`, but `None` when the application
+/// might route the same path to another portal: the gateway would otherwise
+/// check one portal's session (or none) while the application serves another
+/// portal's pages (`/PORTAL/x` on IIS, `/%70ortal/x`, `//portal/x`,
+/// `/portal;x=1/y` on a servlet container all reach the `/portal` app).
+fn unambiguous<'a>(candidates: impl Iterator<Item = (usize, &'a PortalRoute)>, path: &str) -> Option<usize> {
+    let candidates: Vec<(usize, &PortalRoute)> = candidates.collect();
+    let exact = candidates
         .iter()
-        .enumerate()
-        .filter(|(_, p)| p.authority == authority && prefix_matches(&p.path_prefix, path))
-        .max_by_key(|(_, p)| p.path_prefix.len())
-        .map(|(i, _)| i)
+        .filter(|(_, p)| prefix_matches(&p.path_prefix, path))
+        .max_by_key(|(_, p)| p.path_prefix.len());
+    // Servlet containers drop `;parameters` before decoding (so `;x%2Fy` goes
+    // whole), others after (if at all): both readings must agree.
+    let agrees = |params_first: bool| {
+        let seen = app_view(path, params_first);
+        let loose = candidates
+            .iter()
+            .map(|(_, p)| app_view(&p.path_prefix, params_first))
+            .filter(|view| prefix_matches(view, &seen))
+            .max_by_key(String::len);
+        // Portals the application cannot tell apart (`/a` and `/A`) are one
+        // application: the exact spelling decides between them.
+        loose == exact.map(|(_, p)| app_view(&p.path_prefix, params_first))
+    };
+    if agrees(false) && agrees(true) {
+        exact.map(|(i, _)| *i)
+    } else {
+        None
+    }
+}
+
+/// How an application server may read a path before routing it, at its most
+/// lenient: percent-decoded once, `\` as `/`, empty segments merged, dot
+/// segments resolved, `;parameters` dropped (servlet containers), trailing
+/// dots and spaces dropped (Windows), case folded (IIS). For comparing only.
+fn app_view(path: &str, params_first: bool) -> String {
+    let decoded = if params_first {
+        let bare: Vec<&str> = path
+            .split('/')
+            .map(|s| s.split(';').next().unwrap_or_default())
+            .collect();
+        percent_decode(&bare.join("/"))
+    } else {
+        percent_decode(path)
+    };
+    let mut segments: Vec<String> = Vec::new();
+    for seg in decoded.split(['/', '\\']) {
+        let seg = seg.split(';').next().unwrap_or_default();
+        match seg {
+            "." => {}
+            ".." => {
+                segments.pop();
+            }
+            _ => {
+                let seg = seg.trim_end_matches(['.', ' ']);
+                if !seg.is_empty() {
+                    // Upper then lower: `ſ` is `S` and the Kelvin sign `k` to
+                    // a case-insensitive comparison.
+                    segments.push(
+                        seg.chars()
+                            .flat_map(char::to_uppercase)
+                            .flat_map(char::to_lowercase)
+                            .collect(),
+                    );
+                }
+            }
+        }
+    }
+    segments.iter().map(|s| format!("/{s}")).collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |j: usize| b.get(j).and_then(|c| (*c as char).to_digit(16));
+        match (b[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The path inside the portal (`/portal/auth/login` → `/auth/login`).
@@ -108,6 +192,43 @@ mod tests {
         let portals = [p("halo.example.com", ""), p("halo.example.com", "/portal")];
         assert_eq!(resolve_by_path(&portals, "/portal/x"), Some(1));
         assert_eq!(resolve_by_path(&portals, "/x"), Some(0));
+    }
+
+    /// Found by the portal property: spellings an application reads as
+    /// `/portal/...` used to resolve to the root portal.
+    #[test]
+    fn ambiguous_spellings_are_refused() {
+        let portals = [p("h", ""), p("h", "/portal"), p("h", "/portal/admin")];
+        for path in [
+            "/PORTAL/x",
+            "/Portal",
+            "/%70ortal/x",
+            "/portal%2Fadmin",
+            "//portal/x",
+            "/portal;x=1/y",
+            "/portal;x%2Fy/z",
+            "/portal./x",
+            "/portal/ADMIN",
+            "/portal//admin/x",
+        ] {
+            assert_eq!(resolve(&portals, "h", path), None, "{path}");
+            assert_eq!(resolve_by_path(&portals, path), None, "{path}");
+        }
+        // Non-ASCII case folding: the long s upper-cases to `S`, the Kelvin
+        // sign lower-cases to `k`.
+        let portals2 = [p("h", ""), p("h", "/support"), p("h", "/kb")];
+        for path in ["/\u{17f}upport/x", "/%C5%BFupport", "/\u{212a}b/x", "/%E2%84%AAb"] {
+            assert_eq!(resolve(&portals2, "h", path), None, "{path}");
+        }
+        for (path, want) in [
+            ("/portalx/y", 0),
+            ("/x/PORTAL", 0),
+            ("/portal/x%20y", 1),
+            ("/portal/adminx", 1),
+            ("/portal/admin/X", 2),
+        ] {
+            assert_eq!(resolve(&portals, "h", path), Some(want), "{path}");
+        }
     }
 
     #[test]

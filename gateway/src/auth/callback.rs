@@ -18,7 +18,6 @@ use policy::cookies::{local_cookie_name, login_cookie_name, session_cookie_name}
 use std::time::Instant;
 use subtle::ConstantTimeEq;
 
-const MAX_STATE_LEN: usize = 64;
 /// What may only arrive in a form_post body: in a URL it leaks to logs,
 /// history and Referer headers.
 const BEARER_FIELDS: [&str; 3] = ["id_token", "code", "access_token"];
@@ -87,12 +86,7 @@ async fn complete(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Resul
     };
     let token_in_query = query.iter().any(|(n, _)| BEARER_FIELDS.contains(&n.as_str()));
     let state = param(&p, "state").ok_or(Reason::StateMissing)?;
-    if state.len() > MAX_STATE_LEN
-        || state.len() < super::login::STATE_TAG_LEN
-        || !state
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    if !policy::state::is_valid_state(state) {
         return Err(Reason::StateUnknown.into());
     }
     let cookies = respond::request_cookies(req.headers());
@@ -102,7 +96,7 @@ async fn complete(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Resul
         cx.secure_cookies,
     );
     let binding = respond::find_cookie(&cookies, &cookie_name)
-        .and_then(|v| v.split_once('.').map(|(_, b)| b.to_string()))
+        .and_then(|v| policy::state::parse_login_cookie(v).map(|(_, b)| b.to_string()))
         .ok_or(Reason::StateCookieMissing)?;
 
     // Single use: whatever happens next, this state is gone.

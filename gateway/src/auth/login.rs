@@ -20,7 +20,7 @@ pub const LOGIN_TTL: Duration = Duration::from_secs(600);
 /// Pending sign-ins (tabs) per browser; older ones are dropped beyond this.
 pub const MAX_PENDING_LOGINS: usize = 8;
 /// Characters of the state that name its cookie.
-pub const STATE_TAG_LEN: usize = 10;
+pub const STATE_TAG_LEN: usize = policy::state::STATE_TAG_LEN;
 
 /// Login cookies already in the browser, oldest first (by the start time in
 /// milliseconds that each cookie carries: tabs opened within one second are
@@ -31,7 +31,7 @@ fn pending_login_cookies(app: &App, req: &Request<Bytes>) -> Vec<(String, i64)> 
         .into_iter()
         .filter(|(n, _)| n.strip_prefix("__Host-").unwrap_or(n).starts_with(&base))
         .map(|(n, v)| {
-            let started = v.split_once('.').and_then(|(t, _)| t.parse().ok()).unwrap_or(0);
+            let started = policy::state::parse_login_cookie(&v).map_or(0, |(t, _)| t);
             (n, started)
         })
         .collect();
@@ -138,7 +138,7 @@ pub async fn start(app: &App, req: &Request<Bytes>, cx: &RequestContext, rd: Opt
     let name = login_cookie_name(&app.config.session.cookie_name, &state[..STATE_TAG_LEN], secure);
     let c = respond::cookie(
         name,
-        format!("{now_ms}.{binding}"),
+        policy::state::login_cookie_value(now_ms, &binding),
         secure,
         same_site,
         Some(LOGIN_TTL.as_secs() as i64),

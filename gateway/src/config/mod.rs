@@ -18,6 +18,8 @@ use std::time::Duration;
 use url::Url;
 
 pub use redis_target::RedisTarget;
+#[cfg(test)]
+pub(crate) use validate::expand;
 pub use validate::validate;
 
 /// One configuration problem.

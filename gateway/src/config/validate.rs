@@ -143,6 +143,16 @@ fn is_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 40 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
+/// `${VAR}` expansion of one value on its own, for the property tests.
+#[cfg(test)]
+pub(crate) fn expand(value: &str, env: Env<'_>) -> Option<String> {
+    Ctx {
+        errors: Vec::new(),
+        env,
+    }
+    .expand("value", value)
+}
+
 /// Validates the file model. `env` resolves `${VAR}` references.
 pub fn validate(raw: RawConfig, env: Env<'_>) -> Result<Config, Vec<ConfigError>> {
     let mut cx = Ctx {

@@ -12,13 +12,13 @@ use policy::{Reason, TenantId};
 /// The JOSE header fields we look at. Everything else (jku, x5u, jwk, x5c)
 /// is never followed: keys come only from the authority's JWKS.
 #[derive(serde::Deserialize)]
-struct Header {
-    alg: Option<String>,
-    kid: Option<String>,
-    crit: Option<serde_json::Value>,
+pub(crate) struct Header {
+    pub(crate) alg: Option<String>,
+    pub(crate) kid: Option<String>,
+    pub(crate) crit: Option<serde_json::Value>,
 }
 
-fn header(token: &str) -> Result<Header, Reason> {
+pub(crate) fn header(token: &str) -> Result<Header, Reason> {
     let mut parts = token.split('.');
     let (Some(h), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(Reason::TokenMalformed);
