@@ -53,10 +53,10 @@ pub async fn start(app: &App, req: &Request<Bytes>, cx: &RequestContext, rd: Opt
     let return_to = policy::paths::safe_return_path(rd, &portal.path("/"));
     let entra = &app.config.entra;
 
-    // 128 bits each for the nonce and the browser binding; the state (the
-    // store key) and the PKCE verifier (RFC 7636's 43-character minimum) 256.
+    // 256 bits for the state (the store key), the nonce and the PKCE verifier
+    // (RFC 7636's 43-character minimum); 128 for the browser binding.
     let state = random_token(32);
-    let nonce = random_token(16);
+    let nonce = random_token(32);
     let binding = random_token(16);
     let pkce_verifier = entra.client_secret.as_ref().map(|_| random_token(32));
     let now = now_unix();

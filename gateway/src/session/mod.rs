@@ -274,7 +274,7 @@ mod tests {
     fn login_records_are_small() {
         let record = |return_to: String| LoginRecord {
             portal: "portal".into(),
-            nonce: random_token(16),
+            nonce: random_token(32),
             binding: random_token(16),
             pkce_verifier: Some(random_token(32)),
             return_to,
