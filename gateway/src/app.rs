@@ -12,15 +12,11 @@ use crate::metrics::METRICS;
 use crate::session::cache::LocalCache;
 use crate::session::{Revocation, Session, SessionId, SessionKey, Store, StoreError, now_unix};
 use policy::TenantId;
-use policy::portal::PortalRoute;
 use policy::tenants::TenantPolicy;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-/// How stale `last_seen` may get before a request writes it back: idle
-/// timeouts are honoured to this precision without a store write per request.
-const TOUCH_INTERVAL_SECS: i64 = 60;
 /// Re-sign an assertion when less than this is left of its lifetime.
 const RESIGN_MARGIN_SECS: i64 = 60;
 const ASSERTION_CACHE_MAX: usize = 100_000;
@@ -28,7 +24,8 @@ const SESSION_CACHE_MAX: usize = 100_000;
 
 pub struct App {
     pub config: Config,
-    pub portal_routes: Vec<PortalRoute>,
+    /// What request classification needs (see `policy::route`).
+    pub routing: policy::route::Routing,
     pub store: Arc<dyn Store>,
     pub http: reqwest::Client,
     pub jwks: JwksCache,
@@ -64,7 +61,7 @@ impl App {
         directory: Option<Arc<dyn crate::directory::Directory>>,
     ) -> Self {
         App {
-            portal_routes: config.portal_routes(),
+            routing: config.routing(),
             tenants: RwLock::new(Arc::new(config.entra.tenant_policy(config.client_tenants()))),
             csp: Mutex::new(CspStatus::default()),
             cache: LocalCache::new(
@@ -101,18 +98,6 @@ impl App {
 
     pub fn portal(&self, i: usize) -> &Portal {
         &self.config.portals[i]
-    }
-
-    /// Whether this request's sign-in skips the login page.
-    pub fn auto_redirect(&self, cx: &crate::auth::RequestContext) -> bool {
-        let sso = &self.config.sso;
-        let client = cx.client.and_then(|i| self.config.clients[i].auto_redirect_users);
-        policy::access::auto_redirect(
-            self.portal(cx.portal).kind,
-            sso.auto_redirect_agents,
-            sso.auto_redirect_users,
-            client,
-        )
     }
 
     /// Who may sign in right now (static list, client tenants, CSP customers).
@@ -247,7 +232,7 @@ impl App {
         if s.portal != portal.name || s.client.as_deref() != client {
             return Ok(None);
         }
-        if now - s.last_seen >= TOUCH_INTERVAL_SECS {
+        if policy::lifetime::needs_touch(s.last_seen, now) {
             s.last_seen = now;
             let ttl = self.session_ttl(&s, now);
             match self

@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod demo;
 pub mod directory;
 pub mod entra;
+pub mod front;
 pub mod identity;
 pub mod metrics;
 pub mod pages;

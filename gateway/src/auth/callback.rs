@@ -244,13 +244,8 @@ async fn create_session(
     let portal = app.portal(cx.portal);
     let cfg = &app.config.session;
     let now = now_unix();
-    let remember = record.remember_me && app.config.sso.remember_me;
-    let (idle, absolute) = if remember {
-        let d = (app.config.sso.remember_me_days * 86_400) as i64;
-        (d, d)
-    } else {
-        (cfg.idle_timeout.as_secs() as i64, cfg.absolute_timeout.as_secs() as i64)
-    };
+    let life = policy::lifetime::lifetimes(&app.config.sso.lifetime_settings(cfg), record.remember_me);
+    let (remember, idle, absolute) = (life.remember, life.idle_secs, life.absolute_secs);
     let session = Session {
         portal: portal.name.clone(),
         portal_kind: portal.kind.as_str().to_string(),

@@ -39,6 +39,15 @@ fn pending_login_cookies(app: &App, req: &Request<Bytes>) -> Vec<(String, i64)> 
     v
 }
 
+/// A navigation that needs a session, where sign-in is not automatic: to
+/// the login page, which brings the browser back to `rd` afterwards.
+pub fn to_login_page(portal: &crate::config::Portal, rd: Option<&str>) -> Resp {
+    let q: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("rd", rd.unwrap_or("/"))
+        .finish();
+    respond::redirect(302, &format!("{}?{q}", portal.path("/auth/login")))
+}
+
 pub async fn start(app: &App, req: &Request<Bytes>, cx: &RequestContext, rd: Option<&str>, remember_me: bool) -> Resp {
     let portal = app.portal(cx.portal);
     let nav = super::is_navigation(req) || req.method() == http::Method::POST;
@@ -62,12 +71,11 @@ pub async fn start(app: &App, req: &Request<Bytes>, cx: &RequestContext, rd: Opt
     let now = now_unix();
     let now_ms = now_unix_ms();
     let client = cx.client.map(|i| &app.config.clients[i]);
-    // The tenant this login is sent to: the app's own (single-tenant), a
-    // client's own (its branded sign-in), else the multi-tenant authority.
-    let tenant = match entra.tenant_type {
-        crate::config::TenantType::Single => Some(entra.tenant_id.clone()),
-        crate::config::TenantType::Multi => client.and_then(|c| c.tenant_id.clone()),
-    };
+    let tenant = policy::signin::login_tenant(
+        entra.tenant_type,
+        &entra.tenant_id,
+        client.and_then(|c| c.tenant_id.as_ref()),
+    );
     let redirect_uri = format!("{}/auth/account/azureresponse", cx.portal_url);
     let record = LoginRecord {
         portal: portal.name.clone(),
@@ -76,7 +84,7 @@ pub async fn start(app: &App, req: &Request<Bytes>, cx: &RequestContext, rd: Opt
         pkce_verifier: pkce_verifier.clone(),
         return_to,
         remember_me,
-        tenant: tenant.as_ref().map(ToString::to_string),
+        tenant: tenant.map(ToString::to_string),
         client: client.map(|c| c.name.clone()),
         redirect_uri: redirect_uri.clone(),
         started_at: now,
@@ -89,7 +97,7 @@ pub async fn start(app: &App, req: &Request<Bytes>, cx: &RequestContext, rd: Opt
         return respond::refusal(Reason::StoreUnavailable, None, Some(portal), nav);
     }
 
-    let authorize = match &tenant {
+    let authorize = match tenant {
         Some(t) => app.for_tenant(&app.metadata.authorization_endpoint, t),
         None => app.metadata.authorization_endpoint.clone(),
     };
@@ -112,12 +120,10 @@ pub async fn start(app: &App, req: &Request<Bytes>, cx: &RequestContext, rd: Opt
             q.append_pair("code_challenge", &challenge);
             q.append_pair("code_challenge_method", "S256");
         }
-        // A convenience that skips home-realm discovery, not a control: the
-        // tenant rules apply to whatever token comes back.
-        if let Some(d) = client
-            .and_then(|c| c.federated_domain.as_ref())
-            .or(entra.federated_domain.as_ref())
-        {
+        if let Some(d) = policy::signin::domain_hint(
+            client.and_then(|c| c.federated_domain.as_deref()),
+            entra.federated_domain.as_deref(),
+        ) {
             q.append_pair("domain_hint", d);
         }
     }

@@ -2,7 +2,7 @@
 //! lookups, then `policy::matching` decides (SPEC §6, nOAuth-safe).
 
 use crate::app::App;
-use crate::config::{MatchBy, TenantType};
+use crate::config::TenantType;
 use crate::directory::{Directory, DirectoryError, UserRecord, email_key};
 use crate::session::LoginRecord;
 use policy::claims::VerifiedIdentity;
@@ -52,10 +52,7 @@ async fn resolve_in(
         _ => None,
     };
     let multi = app.config.entra.tenant_type == TenantType::Multi;
-    let by = match app.config.sso.match_by {
-        MatchBy::Email => policy::matching::MatchBy::Email,
-        MatchBy::UniqueId => policy::matching::MatchBy::UniqueId,
-    };
+    let by = app.config.sso.match_by;
     let claimed = Claimed {
         tid: &id.tid,
         oid: &id.oid,
