@@ -151,6 +151,7 @@ impl ProxyHttp for GatewayProxy {
             peer_ip: ctx.conn.peer_ip,
             https: ctx.conn.https,
             host: session.req_header().headers.get("host").and_then(|v| v.to_str().ok()),
+            convenience: cfg.identity.convenience_headers,
         };
         for edit in upstream_edits(&up.headers, &facts, ctx.identity.as_deref()) {
             match edit {

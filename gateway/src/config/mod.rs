@@ -341,6 +341,9 @@ pub struct Identity {
     pub issuer: String,
     pub assertion_lifetime: Duration,
     pub signing_key: Option<PathBuf>,
+    /// `X-Auth-User` and friends beside the assertion; apps that verify the
+    /// assertion alone can turn them off (less to build per request).
+    pub convenience_headers: bool,
 }
 
 #[derive(Debug, Clone)]

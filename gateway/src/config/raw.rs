@@ -226,6 +226,7 @@ pub struct RawIdentity {
     pub issuer: Option<String>,
     pub assertion_lifetime: Option<String>,
     pub signing_key: Option<String>,
+    pub convenience_headers: Option<bool>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

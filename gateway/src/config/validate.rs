@@ -853,6 +853,7 @@ fn identity(cx: &mut Ctx<'_>, r: RawIdentity, portals: &[Portal]) -> Identity {
         issuer,
         assertion_lifetime,
         signing_key,
+        convenience_headers: r.convenience_headers.unwrap_or(true),
     }
 }
 

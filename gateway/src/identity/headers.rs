@@ -46,6 +46,8 @@ pub struct Upstream<'a> {
     pub https: bool,
     /// The Host the client asked for.
     pub host: Option<&'a str>,
+    /// `identity.convenience_headers`.
+    pub convenience: bool,
 }
 
 /// Every change that turns the client's headers into the app's.
@@ -97,6 +99,9 @@ pub fn upstream_edits(headers: &HeaderMap, u: &Upstream<'_>, identity: Option<&I
     if let Some(id) = identity {
         let s = &id.session;
         set(&mut edits, ASSERTION, id.assertion.clone());
+        if !u.convenience {
+            return edits;
+        }
         set(&mut edits, USER, header_safe(&s.user_key));
         if let Some(e) = &s.email {
             set(&mut edits, EMAIL, header_safe(e));
@@ -188,6 +193,7 @@ mod tests {
             peer_ip: Some("10.0.0.9".parse().unwrap()),
             https: true,
             host: Some("halo.example.com"),
+            convenience: true,
         }
     }
 
@@ -230,5 +236,42 @@ mod tests {
             e.contains(&"-cookie".to_string()) && !e.iter().any(|x| x.starts_with("cookie:")),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn identity_headers_and_the_assertion_only_option() {
+        // Through the stored JSON form, as the store hands sessions over.
+        let session = serde_json::from_value(serde_json::json!({
+            "portal": "agent", "portal_kind": "agent",
+            "tid": "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa", "oid": "a11ce000-0000-4000-8000-000000000001",
+            "sub": "s", "issuer": "https://login.example/aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa/v2.0",
+            "name": "Zoë Ünicode", "email": "zoe@contoso.example", "sid": null, "login_hint": null,
+            "user_key": "zoe", "client": null, "created_at": 0, "last_seen": 0, "absolute_expiry": 0,
+            "idle_timeout_secs": 0, "remember_me": false, "csrf": "c", "new_user": false
+        }))
+        .unwrap();
+        let id = Identity {
+            assertion: "eyJ.a.b".into(),
+            session,
+        };
+        let all = names(&upstream_edits(&HeaderMap::new(), &facts(false), Some(&id)));
+        for want in [
+            "x-auth-assertion: eyJ.a.b",
+            "x-auth-user: zoe",
+            "x-auth-email: zoe@contoso.example",
+            "x-auth-name: Zo%C3%AB %C3%9Cnicode",
+            "x-auth-oid: a11ce000-0000-4000-8000-000000000001",
+            "x-auth-tid: aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa",
+            "x-auth-portal: agent",
+        ] {
+            assert!(all.contains(&want.to_string()), "{want} missing from {all:?}");
+        }
+        let lean = Upstream {
+            convenience: false,
+            ..facts(false)
+        };
+        let only = names(&upstream_edits(&HeaderMap::new(), &lean, Some(&id)));
+        let auth: Vec<_> = only.iter().filter(|e| e.starts_with("x-auth-")).collect();
+        assert_eq!(auth, ["x-auth-assertion: eyJ.a.b"]);
     }
 }

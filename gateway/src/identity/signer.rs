@@ -182,6 +182,7 @@ mod tests {
             issuer: "https://gw.example".into(),
             assertion_lifetime: std::time::Duration::from_secs(300),
             signing_key: None,
+            convenience_headers: true,
         };
         AssertionSigner::from_pem(&generate_pem().unwrap(), &cfg).unwrap()
     }
