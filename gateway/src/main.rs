@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use entra_gateway::config::{Config, LoadError, TenantType};
+use entra_gateway::registration::Registration;
 use entra_gateway::server;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,7 +39,26 @@ enum Command {
     /// Serve.
     Run(ConfigArg),
     /// Validate a configuration and print what to register in Entra.
-    CheckConfig(ConfigArg),
+    CheckConfig {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Also fetch discovery and keys, ping the store and prove the client credential.
+        #[arg(long)]
+        online: bool,
+    },
+    /// The Graph `application` manifest and `az` commands that register exactly this configuration.
+    AppRegistration {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// `script`: a reviewable bash script (manifest + az commands); `json`: the manifest alone.
+        #[arg(long, value_enum, default_value_t = RegistrationFormat::Script)]
+        format: RegistrationFormat,
+    },
+    /// Assertion signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Gateway + mock Entra ID + demo app on this machine. Not for production.
     Demo {
         /// Where the gateway listens.
@@ -60,6 +80,18 @@ enum Command {
         #[command(subcommand)]
         command: TenantsCommand,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RegistrationFormat {
+    Script,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// A new P-256 signing key (PKCS#8 PEM) on stdout, for identity.signing_keys.
+    Generate,
 }
 
 #[derive(Subcommand)]
@@ -119,7 +151,7 @@ fn report_config_errors(path: &std::path::Path, e: &LoadError) {
     }
 }
 
-fn check_config(arg: &ConfigArg) -> ExitCode {
+fn check_config(arg: &ConfigArg, online: bool) -> ExitCode {
     let c = match load(arg) {
         Ok(c) => c,
         Err(code) => return code,
@@ -154,17 +186,9 @@ fn check_config(arg: &ConfigArg) -> ExitCode {
     );
     println!("session store:   {}", c.session.store.describe());
     println!();
-    println!("Register in the App Registration (Authentication > Web platform):");
-    for p in &c.portals {
-        println!("  portal {} ({}):", p.name, p.kind.as_str());
-        for url in c.portal_urls(p) {
-            println!("    redirect URI:             {url}/auth/account/azureresponse");
-        }
-        println!("    front-channel logout URL: {}", p.frontchannel_logout_url());
-    }
-    if e.tenant_type == TenantType::Multi {
-        println!();
-        println!("Multi-tenant: set \"Supported account types\" to accounts in any organizational directory.");
+    println!("Register in the App Registration (`app-registration` prints it as a manifest and az commands):");
+    for line in Registration::of(&c).checklist() {
+        println!("  {line}");
     }
     let unsupported = server::unsupported_settings(&c);
     if !unsupported.is_empty() {
@@ -174,7 +198,43 @@ fn check_config(arg: &ConfigArg) -> ExitCode {
             unsupported.join(", ")
         );
     }
+    if online {
+        println!();
+        let checks = entra_gateway::online::run(&c);
+        for check in &checks {
+            println!("{}", check.line());
+        }
+        if checks.iter().any(|c| c.failed()) {
+            return ExitCode::from(1);
+        }
+    }
     ExitCode::SUCCESS
+}
+
+fn app_registration(arg: &ConfigArg, format: RegistrationFormat) -> ExitCode {
+    let c = match load(arg) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let r = Registration::of(&c);
+    match format {
+        RegistrationFormat::Json => println!("{}", serde_json::to_string_pretty(&r.manifest()).unwrap_or_default()),
+        RegistrationFormat::Script => print!("{}", r.az_script(&arg.config.display().to_string())),
+    }
+    ExitCode::SUCCESS
+}
+
+fn keys_generate() -> ExitCode {
+    match entra_gateway::identity::signer::generate_pem() {
+        Ok(pem) => {
+            print!("{pem}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("entra-gateway keys generate: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn tenants_sync(arg: &ConfigArg) -> ExitCode {
@@ -226,7 +286,11 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     entra_gateway::crypto::install();
     match cli.command {
-        Command::CheckConfig(arg) => check_config(&arg),
+        Command::CheckConfig { config, online } => check_config(&config, online),
+        Command::AppRegistration { config, format } => app_registration(&config, format),
+        Command::Keys {
+            command: KeysCommand::Generate,
+        } => keys_generate(),
         Command::Run(arg) => {
             let c = match load(&arg) {
                 Ok(c) => c,

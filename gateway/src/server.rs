@@ -88,26 +88,32 @@ async fn load_metadata(http: &reqwest::Client, c: &Config) -> Result<discovery::
 }
 
 async fn load_signer(c: &Config, store: &dyn Store) -> Result<AssertionSigner, StartError> {
-    let pem = match &c.identity.signing_key {
-        Some(path) => {
-            std::fs::read_to_string(path).map_err(|e| StartError::SigningKey(format!("{}: {e}", path.display())))?
-        }
+    let files = c.identity.key_files();
+    let pems: Vec<String> = if files.is_empty() {
         // Shared through the store so every instance signs with one key.
-        None => {
-            tracing::warn!(
-                event = "signing_key_in_store",
-                "identity.signing_key is not set: the assertion signing key is generated and kept in the \
-                 session store, where anyone who can read the store can sign assertions; prefer a key file \
-                 or mounted secret (docs/security.md)"
-            );
-            let candidate = generate_pem().map_err(|e| StartError::SigningKey(e.to_string()))?;
+        tracing::warn!(
+            event = "signing_key_in_store",
+            "identity.signing_key is not set: the assertion signing key is generated and kept in the \
+             session store, where anyone who can read the store can sign assertions; prefer a key file \
+             or mounted secret (docs/security.md)"
+        );
+        let candidate = generate_pem().map_err(|e| StartError::SigningKey(e.to_string()))?;
+        vec![
             store
                 .get_or_init("assertion_signing_key", &candidate)
                 .await
-                .map_err(|e| StartError::Store(e.to_string()))?
-        }
+                .map_err(|e| StartError::Store(e.to_string()))?,
+        ]
+    } else {
+        files
+            .iter()
+            .map(|path| {
+                std::fs::read_to_string(path).map_err(|e| StartError::SigningKey(format!("{}: {e}", path.display())))
+            })
+            .collect::<Result<_, _>>()?
     };
-    AssertionSigner::from_pem(&pem, &c.identity).map_err(|e| StartError::SigningKey(e.to_string()))
+    let pems: Vec<&str> = pems.iter().map(String::as_str).collect();
+    AssertionSigner::from_pems(&pems, &c.identity).map_err(|e| StartError::SigningKey(e.to_string()))
 }
 
 /// Builds the shared state (async part of start-up).

@@ -341,9 +341,23 @@ pub struct Identity {
     pub issuer: String,
     pub assertion_lifetime: Duration,
     pub signing_key: Option<PathBuf>,
+    /// `identity.signing_keys`: the first signs, all are published.
+    pub signing_keys: Vec<PathBuf>,
     /// `X-Auth-User` and friends beside the assertion; apps that verify the
     /// assertion alone can turn them off (less to build per request).
     pub convenience_headers: bool,
+}
+
+impl Identity {
+    /// The key files in force, the signing one first (none: a generated key
+    /// kept in the store).
+    pub fn key_files(&self) -> Vec<&Path> {
+        if self.signing_keys.is_empty() {
+            self.signing_key.iter().map(PathBuf::as_path).collect()
+        } else {
+            self.signing_keys.iter().map(PathBuf::as_path).collect()
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

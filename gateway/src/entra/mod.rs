@@ -2,6 +2,7 @@
 //! validation and the authorization-code exchange.
 
 pub mod cloud;
+pub mod credential;
 pub mod csp;
 pub mod discovery;
 pub mod jwks;
