@@ -94,7 +94,7 @@ impl GatewayProxy {
         // A failing CSP sync degrades (the last good list stays in force);
         // it does not take the instance out of rotation.
         let csp_error = if self.app.config.entra.csp_sync.enabled {
-            self.app.csp_status().last_error
+            self.app.tenants.csp_status().last_error
         } else {
             None
         };
@@ -176,7 +176,7 @@ impl ProxyHttp for GatewayProxy {
             "/readyz" => Some(self.ready().await),
             "/.well-known/entra-gateway/jwks.json" => {
                 let mut r = respond::json(200, &serde_json::Value::Null);
-                *r.body_mut() = app.signer.jwks_json();
+                *r.body_mut() = app.assertions.signer.jwks_json();
                 r.headers_mut().insert(
                     http::header::CACHE_CONTROL,
                     http::HeaderValue::from_static("public, max-age=300"),
@@ -263,12 +263,12 @@ impl ProxyHttp for GatewayProxy {
             let local = local_cookie_name(&cfg.session.cookie_name, &portal.name, secure_cookies);
             local_account = respond::find_cookie(&cookies, &local).is_some();
             if let Some(value) = respond::find_cookie(&cookies, &name) {
-                match app.session_for_cookie(value, portal, rcx.client_name(app)).await {
+                match app.sessions.for_cookie(value, portal, rcx.client_name(app)).await {
                     Ok(Some((id, mut s))) => {
                         let jwt = if s.new_user {
                             app.assertion_for_new_user(&id, &mut s).await
                         } else {
-                            app.assertion_for(&id, &s)
+                            app.assertions.for_session(&id, &s)
                         };
                         if let Some(jwt) = jwt {
                             ctx.identity = Some((jwt, s));
@@ -408,8 +408,8 @@ impl ProxyHttp for GatewayProxy {
                 up.insert_header(idh::NAME, header_safe(n))?;
             }
             up.insert_header(idh::OID, header_safe(&s.oid))?;
-            up.insert_header(idh::TID, header_safe(&s.tid))?;
-            up.insert_header(idh::PORTAL, header_safe(&s.portal_kind))?;
+            up.insert_header(idh::TID, header_safe(s.tid.as_str()))?;
+            up.insert_header(idh::PORTAL, header_safe(s.portal_kind.as_str()))?;
         }
         Ok(())
     }

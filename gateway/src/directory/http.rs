@@ -118,8 +118,8 @@ impl Directory for HttpDirectory {
 
     async fn create(&self, rec: &UserRecord) -> Result<UserRecord, DirectoryError> {
         let Some(url) = &self.create_url else {
-            return Err(DirectoryError::Invalid(
-                "auto-create needs directory.http.create_url".to_string(),
+            return Err(DirectoryError::NotConfigured(
+                "auto-create needs directory.http.create_url",
             ));
         };
         let resp = self
@@ -280,7 +280,7 @@ mod tests {
         let no_create = HttpDirectory::new(client(), base.join("lookup").unwrap(), None);
         assert!(matches!(
             no_create.create(&ann()).await,
-            Err(DirectoryError::Invalid(_))
+            Err(DirectoryError::NotConfigured(_))
         ));
     }
 }

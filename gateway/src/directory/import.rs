@@ -323,12 +323,8 @@ fn duplicates(records: &[(u64, UserRecord)]) -> Vec<String> {
 pub async fn apply(dir: &BuiltinDirectory, records: Vec<UserRecord>) -> Result<Report, ImportError> {
     let in_file: HashSet<String> = records.iter().map(|r| r.key.clone()).collect();
     let mut merged = Vec::with_capacity(records.len());
-    let mut new_keys = Vec::new();
     for rec in records {
         let old = dir.get(&rec.key).await?;
-        if old.is_none() {
-            new_keys.push(rec.key.clone());
-        }
         merged.push(keep_binding(rec, old.as_ref()));
     }
     let mut errors = Vec::new();
@@ -356,7 +352,6 @@ pub async fn apply(dir: &BuiltinDirectory, records: Vec<UserRecord>) -> Result<R
     if !errors.is_empty() {
         return Err(ImportError::Invalid(errors));
     }
-    dir.add_keys(&new_keys).await?;
     let mut report = Report::default();
     for rec in &merged {
         match dir.put(rec).await? {
@@ -391,7 +386,7 @@ fn keep_binding(mut rec: UserRecord, old: Option<&UserRecord>) -> UserRecord {
 mod tests {
     use super::*;
     use crate::directory::Directory;
-    use crate::session::MemoryStore;
+    use crate::directory::records::MemoryRecords;
     use std::sync::Arc;
 
     const T1: &str = "11111111-1111-4111-8111-111111111111";
@@ -546,7 +541,7 @@ mod tests {
     }
 
     fn dir() -> BuiltinDirectory {
-        BuiltinDirectory::new(Arc::new(MemoryStore::new()))
+        BuiltinDirectory::new(Arc::new(MemoryRecords::new()))
     }
 
     const FILE: &str = "key,kind,email,name\nann,user,ann@contoso.com,Ann\nbob,agent,bob@contoso.com,Bob\n";

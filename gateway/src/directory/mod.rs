@@ -2,13 +2,16 @@
 //! sign-in callback matches a verified Entra identity against
 //! ([`policy::matching`] decides; this module only finds and stores).
 //!
-//! - [`builtin::BuiltinDirectory`]: records kept in the session store, filled by
+//! - [`builtin::BuiltinDirectory`]: records the gateway keeps ([`records`]:
+//!   Redis hashes beside the sessions, or memory), filled by
 //!   `entra-gateway directory import` ([`import`]).
 //! - [`http::HttpDirectory`]: the app answers lookups and creates users itself.
 
 pub mod builtin;
 pub mod http;
 pub mod import;
+pub mod records;
+pub mod redis_records;
 
 use async_trait::async_trait;
 use policy::matching::Candidate;
@@ -121,10 +124,38 @@ pub enum DirectoryError {
     /// nonsense): the sign-in gets a 503 page, never a guess.
     #[error("directory unavailable: {0}")]
     Unavailable(String),
-    /// The request cannot be honoured as asked (unknown key, conflicting
-    /// binding, invalid record, no create URL).
+    /// Another record already holds what this write wants (an email, an
+    /// identity, the key itself), or the record is bound elsewhere: taking it
+    /// over is never done (SPEC §6).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The directory cannot do this by configuration (auto-create with an
+    /// http directory that has no `create_url`): not an outage, and nobody
+    /// else's record is in the way either.
+    #[error("not configured: {0}")]
+    NotConfigured(&'static str),
+    /// The record named does not exist (it went away between lookup and write).
+    #[error("no record {0:?}")]
+    NotFound(String),
+    /// The record itself is not valid (see [`UserRecord::problems`]).
     #[error("invalid record: {0}")]
     Invalid(String),
+}
+
+impl DirectoryError {
+    /// The refusal a sign-in gets when the directory answers this.
+    pub fn reason(&self) -> policy::Reason {
+        use policy::Reason;
+        match self {
+            DirectoryError::Unavailable(_) => Reason::DirectoryUnavailable,
+            DirectoryError::Conflict(_) => Reason::BoundToAnother,
+            // Nobody can set this person up automatically: they are simply
+            // not (yet) a user of the app.
+            DirectoryError::NotConfigured(_) | DirectoryError::NotFound(_) | DirectoryError::Invalid(_) => {
+                Reason::NotSetUp
+            }
+        }
+    }
 }
 
 impl From<crate::session::StoreError> for DirectoryError {

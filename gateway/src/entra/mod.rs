@@ -5,6 +5,7 @@ pub mod cloud;
 pub mod csp;
 pub mod discovery;
 pub mod jwks;
+pub mod tenants;
 pub mod token;
 pub mod validate;
 
