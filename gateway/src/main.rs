@@ -389,7 +389,7 @@ fn directory_list(arg: &ConfigArg) -> ExitCode {
             r.key,
             r.kind.as_str(),
             cell(&r.email),
-            cell(&r.tid),
+            cell(&r.tid.as_ref().map(ToString::to_string)),
             cell(&r.oid),
             cell(&r.name),
             cell(&r.client),

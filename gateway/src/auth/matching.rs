@@ -98,7 +98,7 @@ async fn resolve_in(
                 key: format!("{tid}:{}", id.oid),
                 kind: PortalKind::User,
                 email: email.map(str::to_string),
-                tid: Some(tid.to_string()),
+                tid: Some(id.tid.clone()),
                 oid: Some(id.oid.clone()),
                 name: id.name.clone(),
                 client: login.client.clone(),

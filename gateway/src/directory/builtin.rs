@@ -21,7 +21,7 @@ fn id_entry(tid: &str, oid: &str) -> String {
 }
 
 fn is_bound_to(rec: &UserRecord, tid: &str, oid: &str) -> bool {
-    rec.tid.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(tid))
+    rec.tid.as_ref().is_some_and(|t| t.as_str().eq_ignore_ascii_case(tid))
         && rec.oid.as_deref().is_some_and(|o| o.eq_ignore_ascii_case(oid))
 }
 
@@ -31,7 +31,7 @@ fn has_email(rec: &UserRecord, email: &str) -> bool {
 
 /// The identity a record is bound to, if both halves are there.
 fn binding(rec: &UserRecord) -> Option<(&str, &str)> {
-    Some((rec.tid.as_deref()?, rec.oid.as_deref()?))
+    Some((rec.tid.as_ref()?.as_str(), rec.oid.as_deref()?))
 }
 
 /// The index entries a record holds.
@@ -246,7 +246,7 @@ impl BuiltinDirectory {
 fn checked(rec: &UserRecord) -> Result<UserRecord, DirectoryError> {
     let problems = rec.problems();
     if problems.is_empty() {
-        Ok(rec.clone().normalized())
+        Ok(rec.clone())
     } else {
         Err(DirectoryError::Invalid(format!(
             "{:?}: {}",
@@ -282,12 +282,15 @@ impl Directory for BuiltinDirectory {
                 "record {key:?} is bound to another identity"
             )));
         }
-        if rec.tid.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case(tid)) {
+        if rec.tid.as_ref().is_some_and(|t| !t.as_str().eq_ignore_ascii_case(tid)) {
             return Err(DirectoryError::Conflict(format!(
                 "record {key:?} belongs to another tenant"
             )));
         }
-        rec.tid = Some(tid.to_string());
+        rec.tid = Some(
+            tid.parse()
+                .map_err(|_| DirectoryError::Invalid(format!("tid {tid:?} is not a GUID")))?,
+        );
         rec.oid = Some(oid.to_string());
         let rec = checked(&rec)?;
         self.refuse_conflicts(&rec).await?;
@@ -311,7 +314,7 @@ mod tests {
     use crate::directory::records::MemoryRecords;
     use crate::directory::tests::record;
     use crate::session::{MemoryStore, SharedValues};
-    use policy::PortalKind;
+    use policy::{PortalKind, TenantId};
 
     const T1: &str = "11111111-1111-4111-8111-111111111111";
     const T2: &str = "22222222-2222-4222-8222-222222222222";
@@ -323,7 +326,7 @@ mod tests {
 
     fn bound(key: &str, tid: &str, oid: &str) -> UserRecord {
         UserRecord {
-            tid: Some(tid.into()),
+            tid: Some(tid.parse().unwrap()),
             oid: Some(oid.into()),
             ..record(key)
         }
@@ -353,7 +356,7 @@ mod tests {
         let upper = bound("ann", &T1.to_uppercase(), "O1");
         d.upsert(&upper).await.unwrap();
         let got = d.by_id(T1, "o1").await.unwrap().unwrap();
-        assert_eq!(got.tid.as_deref(), Some(T1));
+        assert_eq!(got.tid.as_ref().map(TenantId::as_str), Some(T1));
         assert_eq!(got.oid.as_deref(), Some("O1"));
         assert!(d.by_id(&T1.to_uppercase(), "O1").await.unwrap().is_some());
         // Same record again, in upper case: nothing to change.
@@ -442,10 +445,10 @@ mod tests {
     async fn invalid_records_are_refused() {
         let (_, d) = dir();
         let bad = UserRecord {
-            tid: Some("x".into()),
+            oid: Some("o1".into()),
             ..record("ann")
         };
-        assert!(matches!(d.upsert(&bad).await, Err(DirectoryError::Invalid(m)) if m.contains("GUID")));
+        assert!(matches!(d.upsert(&bad).await, Err(DirectoryError::Invalid(m)) if m.contains("without tid")));
         assert!(matches!(d.create(&bad).await, Err(DirectoryError::Invalid(_))));
         assert!(d.list().await.unwrap().is_empty());
     }
@@ -480,7 +483,7 @@ mod tests {
     async fn bind_respects_a_pinned_tenant_and_existing_bindings() {
         let (_, d) = dir();
         let pinned = UserRecord {
-            tid: Some(T1.into()),
+            tid: Some(T1.parse().unwrap()),
             ..record("ann")
         };
         d.upsert(&pinned).await.unwrap();

@@ -131,54 +131,13 @@ pub fn state_digest(state: &str) -> String {
     hex(&Sha256::digest(state.as_bytes()))
 }
 
-/// Typed fields stored as the strings they were before they had a type, so
-/// records written by earlier versions still decode (and the other way round).
-mod as_string {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::fmt::Display;
-    use std::str::FromStr;
-
-    pub fn serialize<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(v)
-    }
-
-    pub fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
-    where
-        T: FromStr<Err: Display>,
-        D: Deserializer<'de>,
-    {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
-    }
-
-    pub mod option {
-        use super::*;
-
-        pub fn serialize<T: Display, S: Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
-            match v {
-                Some(v) => s.collect_str(v),
-                None => s.serialize_none(),
-            }
-        }
-
-        pub fn deserialize<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
-        where
-            T: FromStr<Err: Display>,
-            D: Deserializer<'de>,
-        {
-            Option::<String>::deserialize(d)?
-                .map(|v| v.parse().map_err(serde::de::Error::custom))
-                .transpose()
-        }
-    }
-}
-
 /// A signed-in browser at one portal.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Session {
     /// Portal name, and its kind (agent|user) as the app is told.
     pub portal: String,
     pub portal_kind: PortalKind,
-    #[serde(with = "as_string")]
+    #[serde(with = "crate::as_string")]
     pub tid: TenantId,
     pub oid: String,
     pub sub: String,
@@ -237,7 +196,7 @@ pub struct LoginRecord {
         rename = "t",
         default,
         skip_serializing_if = "Option::is_none",
-        with = "as_string::option"
+        with = "crate::as_string::option"
     )]
     pub tenant: Option<TenantId>,
     #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
