@@ -142,12 +142,12 @@ pub async fn access(app: &App, req: &Parts, cx: &RequestContext, public: bool) -
         local_account = respond::cookie_value(&req.headers, &local).is_some();
         let name = session_cookie_name(base, &portal.name, cx.secure_cookies);
         if let Some(value) = respond::cookie_value(&req.headers, &name) {
-            match app.session_for_cookie(value, portal, cx.client_name(app)).await {
+            match app.sessions.for_cookie(value, portal, cx.client_name(app)).await {
                 Ok(Some((id, mut s))) => {
                     let jwt = if s.new_user {
                         app.assertion_for_new_user(&id, &mut s).await
                     } else {
-                        app.assertion_for(&id, &s)
+                        app.assertions.for_session(&id, &s)
                     };
                     identity = jwt.map(|assertion| Box::new(Identity { assertion, session: s }));
                 }
@@ -207,7 +207,7 @@ async fn fixed(app: &App, f: Fixed) -> Resp {
         Fixed::Readyz => ready(app).await,
         Fixed::Jwks => {
             let mut r = respond::json(200, &serde_json::Value::Null);
-            *r.body_mut() = app.signer.jwks_json();
+            *r.body_mut() = app.assertions.signer.jwks_json();
             r.headers_mut().insert(
                 http::header::CACHE_CONTROL,
                 http::HeaderValue::from_static("public, max-age=300"),
@@ -222,7 +222,7 @@ async fn ready(app: &App) -> Resp {
     // A failing CSP sync degrades (the last good list stays in force);
     // it does not take the instance out of rotation.
     let csp_error = if app.config.entra.csp_sync.enabled {
-        app.csp_status().last_error
+        app.tenants.csp_status().last_error
     } else {
         None
     };

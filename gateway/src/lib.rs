@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod as_string;
 pub mod auth;
 pub mod config;
 pub mod crypto;

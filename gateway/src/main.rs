@@ -367,11 +367,11 @@ fn open_builtin_directory(
             eprintln!("entra-gateway: cannot start: {e}");
             ExitCode::from(1)
         })?;
-    let store = rt.block_on(server::open_store(c)).map_err(|e| {
+    let dir = rt.block_on(server::open_builtin_directory(c)).map_err(|e| {
         eprintln!("entra-gateway: {e}");
         ExitCode::from(1)
     })?;
-    Ok((rt, entra_gateway::directory::builtin::BuiltinDirectory::new(store)))
+    Ok((rt, dir))
 }
 
 fn print_import_problems(file: &std::path::Path, problems: &[String]) {
@@ -453,7 +453,7 @@ fn directory_list(arg: &ConfigArg) -> ExitCode {
             r.key,
             r.kind.as_str(),
             cell(&r.email),
-            cell(&r.tid),
+            cell(&r.tid.as_ref().map(ToString::to_string)),
             cell(&r.oid),
             cell(&r.name),
             cell(&r.client),

@@ -60,7 +60,7 @@ async fn checks(c: &Config) -> Vec<Check> {
     out.push(Check {
         name: "signing keys",
         outcome: match &metadata {
-            Ok(doc) => jwks(&http, &doc.jwks_uri).await,
+            Ok(doc) => jwks(&http, doc.jwks_uri.as_str()).await,
             Err(_) => Outcome::Skipped("discovery failed".into()),
         },
     });
@@ -104,7 +104,7 @@ async fn jwks(http: &reqwest::Client, uri: &str) -> Outcome {
 async fn store(c: &Config) -> Outcome {
     let describe = c.session.store.describe();
     let ping = async {
-        let s = crate::server::open_store(c).await.map_err(|e| e.to_string())?;
+        let s = crate::server::connect_store(c).await.map_err(|e| e.to_string())?;
         s.ping().await.map_err(|e| e.to_string())
     };
     match tokio::time::timeout(std::time::Duration::from_secs(10), ping).await {

@@ -84,25 +84,16 @@ pub async fn start(app: &App, req: &Request<Bytes>, cx: &RequestContext, rd: Opt
         pkce_verifier: pkce_verifier.clone(),
         return_to,
         remember_me,
-        tenant: tenant.map(ToString::to_string),
+        tenant: tenant.cloned(),
         client: client.map(|c| c.name.clone()),
         redirect_uri: redirect_uri.clone(),
         started_at: now,
     };
-    if app
-        .store_op("put_login", app.store.put_login(&state, &record, LOGIN_TTL))
-        .await
-        .is_err()
-    {
+    if app.logins.put_login(&state, &record, LOGIN_TTL).await.is_err() {
         return respond::refusal(Reason::StoreUnavailable, None, Some(portal), nav);
     }
 
-    let authorize = match tenant {
-        Some(t) => app.for_tenant(&app.metadata.authorization_endpoint, t),
-        None => app.metadata.authorization_endpoint.clone(),
-    };
-    let mut url = url::Url::parse(&authorize)
-        .unwrap_or_else(|_| url::Url::parse("https://invalid.invalid/").expect("static URL"));
+    let mut url = app.tenants.authorize_endpoint(tenant);
     {
         let mut q = url.query_pairs_mut();
         q.append_pair("client_id", entra.client_id.as_str());

@@ -6,6 +6,7 @@ pub mod credential;
 pub mod csp;
 pub mod discovery;
 pub mod jwks;
+pub mod tenants;
 pub mod token;
 pub mod validate;
 

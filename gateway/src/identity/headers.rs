@@ -110,8 +110,8 @@ pub fn upstream_edits(headers: &HeaderMap, u: &Upstream<'_>, identity: Option<&I
             set(&mut edits, NAME, header_safe(n));
         }
         set(&mut edits, OID, header_safe(&s.oid));
-        set(&mut edits, TID, header_safe(&s.tid));
-        set(&mut edits, PORTAL, header_safe(&s.portal_kind));
+        set(&mut edits, TID, header_safe(s.tid.as_str()));
+        set(&mut edits, PORTAL, header_safe(s.portal_kind.as_str()));
     }
     edits
 }
