@@ -40,6 +40,10 @@ enum Command {
     /// Validate a configuration and print what to register in Entra.
     CheckConfig(ConfigArg),
     /// Gateway + mock Entra ID + demo app on this machine. Not for production.
+    #[cfg_attr(
+        not(feature = "demo"),
+        command(about = "Not in this build (built without the `demo` feature): exits 2")
+    )]
     Demo {
         /// Where the gateway listens.
         #[arg(long, default_value = "127.0.0.1:8080")]
