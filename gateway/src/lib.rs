@@ -7,6 +7,7 @@ pub mod as_string;
 pub mod auth;
 pub mod config;
 pub mod crypto;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod directory;
 pub mod entra;

@@ -60,6 +60,10 @@ enum Command {
         command: KeysCommand,
     },
     /// Gateway + mock Entra ID + demo app on this machine. Not for production.
+    #[cfg_attr(
+        not(feature = "demo"),
+        command(about = "Not in this build (built without the `demo` feature): exits 2")
+    )]
     Demo {
         /// Where the gateway listens.
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -301,13 +305,7 @@ fn main() -> ExitCode {
                 Err(e) => start_error(e),
             }
         }
-        Command::Demo { listen } => match entra_gateway::demo::run(entra_gateway::demo::DemoOptions { listen }) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("entra-gateway demo: {e}");
-                ExitCode::from(1)
-            }
-        },
+        Command::Demo { listen } => demo(listen),
         Command::Directory {
             command: DirectoryCommand::Import { file, config },
         } => directory_import(&file, &config),
@@ -321,6 +319,26 @@ fn main() -> ExitCode {
             command: TenantsCommand::Sync(arg),
         } => tenants_sync(&arg),
     }
+}
+
+#[cfg(feature = "demo")]
+fn demo(listen: std::net::SocketAddr) -> ExitCode {
+    match entra_gateway::demo::run(entra_gateway::demo::DemoOptions { listen }) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("entra-gateway demo: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// A production build (`--no-default-features`) has no mock Entra to run.
+/// The subcommand still parses, so the command line is the same in every
+/// build, and asking for it is an argument this build cannot honour: exit 2.
+#[cfg(not(feature = "demo"))]
+fn demo(_listen: std::net::SocketAddr) -> ExitCode {
+    eprintln!("entra-gateway: this build has no demo: built without the `demo` feature");
+    ExitCode::from(2)
 }
 
 /// The configuration of a gateway with a builtin directory in a shared store,

@@ -4,7 +4,7 @@
 use super::RequestContext;
 use crate::app::App;
 use crate::respond::{self, Resp};
-use crate::session::{LoginRecord, now_unix, now_unix_ms, random_token};
+use crate::session::{LoginRecord, now_unix, now_unix_us, random_token};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
@@ -23,7 +23,7 @@ pub const MAX_PENDING_LOGINS: usize = 8;
 pub const STATE_TAG_LEN: usize = policy::state::STATE_TAG_LEN;
 
 /// Login cookies already in the browser, oldest first (by the start time in
-/// milliseconds that each cookie carries: tabs opened within one second are
+/// microseconds that each cookie carries: tabs opened within one second are
 /// still told apart).
 fn pending_login_cookies(app: &App, req: &Request<Bytes>) -> Vec<(String, i64)> {
     let base = format!("{}_login_", app.config.session.cookie_name);
@@ -69,7 +69,7 @@ pub async fn start(app: &App, req: &Request<Bytes>, cx: &RequestContext, rd: Opt
     let binding = random_token(16);
     let pkce_verifier = entra.client_secret.as_ref().map(|_| random_token(32));
     let now = now_unix();
-    let now_ms = now_unix_ms();
+    let now_us = now_unix_us();
     let client = cx.client.map(|i| &app.config.clients[i]);
     let tenant = policy::signin::login_tenant(
         entra.tenant_type,
@@ -135,7 +135,7 @@ pub async fn start(app: &App, req: &Request<Bytes>, cx: &RequestContext, rd: Opt
     let name = login_cookie_name(&app.config.session.cookie_name, &state[..STATE_TAG_LEN], secure);
     let c = respond::cookie(
         name,
-        policy::state::login_cookie_value(now_ms, &binding),
+        policy::state::login_cookie_value(now_us, &binding),
         secure,
         same_site,
         Some(LOGIN_TTL.as_secs() as i64),

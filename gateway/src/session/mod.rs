@@ -208,10 +208,12 @@ pub struct LoginRecord {
     pub started_at: i64,
 }
 
-pub fn now_unix_ms() -> i64 {
+/// Microseconds: login cookies opened by one browser in the same
+/// millisecond (scripted tabs, fast clients) still order truly.
+pub fn now_unix_us() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
+        .map(|d| d.as_micros() as i64)
         .unwrap_or_default()
 }
 

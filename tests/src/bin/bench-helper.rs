@@ -9,8 +9,8 @@
 //!                                              beforehand (untimed); print callbacks/s
 
 use e2e::FormPost;
-use entra_gateway::demo::mock_entra::{MockApp, MockEntra, MockEntraConfig};
 use entra_gateway::session::{Session, SessionId, SessionStore};
+use mock_entra::{MockApp, MockEntra, MockEntraConfig};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
