@@ -59,6 +59,7 @@ pub fn run(opts: DemoOptions) -> Result<(), Box<dyn std::error::Error>> {
                         format!("{gw}/portal/auth/account/azureresponse"),
                     ],
                     frontchannel_logout_url: Some(format!("{gw}/auth/account/frontchannel-logout")),
+                    ..Default::default()
                 }],
                 ..Default::default()
             },

@@ -180,14 +180,15 @@ fn check_config(arg: &ConfigArg, online: bool) -> ExitCode {
             TenantType::Multi => "multi",
         }
     );
-    println!(
-        "sign-in flow:    {}",
-        if e.client_secret.is_some() {
-            "authorization code + PKCE, response_mode=form_post"
-        } else {
-            "id_token, response_mode=form_post (enable \"ID tokens\" under Authentication)"
+    match &e.credential {
+        Some(cred) => println!(
+            "sign-in flow:    authorization code + PKCE, response_mode=form_post ({})",
+            cred.kind()
+        ),
+        None => {
+            println!("sign-in flow:    id_token, response_mode=form_post (enable \"ID tokens\" under Authentication)")
         }
-    );
+    }
     println!("session store:   {}", c.session.store.describe());
     println!();
     println!("Register in the App Registration (`app-registration` prints it as a manifest and az commands):");

@@ -111,7 +111,7 @@ impl Registration {
             redirect_uris,
             frontchannel_logout_url: front,
             post_logout_redirect_uris: post_logout,
-            id_tokens: c.entra.client_secret.is_none(),
+            id_tokens: c.entra.credential.is_none(),
             optional_claims: vec![
                 OptionalClaim {
                     name: "email",

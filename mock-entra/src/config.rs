@@ -23,6 +23,31 @@ pub struct MockApp {
     /// "Front-channel logout URL": framed by the end-session page, with the
     /// `sid` of the Entra session being ended.
     pub frontchannel_logout_url: Option<String>,
+    /// Certificates & secrets > Certificates: `private_key_jwt` assertions
+    /// signed by one of these are accepted.
+    pub certificates: Vec<MockCertificate>,
+    /// Federated credentials: tokens of these external issuers are accepted
+    /// as client assertions (workload identity federation).
+    pub federated: Vec<MockFederatedCredential>,
+}
+
+/// A registered certificate: its SHA-256 thumbprint (base64url of the DER
+/// digest, the `x5t#S256` header) and the public key inside it.
+#[derive(Debug, Clone)]
+pub struct MockCertificate {
+    pub x5t_s256: String,
+    pub public_key_pem: String,
+}
+
+/// A federated identity credential: issuer, subject and audience of the
+/// external token, and the issuer's public key (Entra fetches it from the
+/// issuer's discovery; the tests hand it over).
+#[derive(Debug, Clone)]
+pub struct MockFederatedCredential {
+    pub issuer: String,
+    pub subject: String,
+    pub audience: String,
+    pub public_key_pem: String,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -15,6 +15,7 @@
 
 pub mod app;
 mod authorize;
+mod client_auth;
 mod config;
 mod discovery;
 mod graph;
@@ -26,7 +27,7 @@ mod state;
 mod token;
 mod util;
 
-pub use config::{MockApp, MockEntraConfig, MockUser};
+pub use config::{MockApp, MockCertificate, MockEntraConfig, MockFederatedCredential, MockUser};
 pub use keys::{Signing, TokenSpec};
 pub use logout::LogoutCall;
 pub use server::MockEntra;

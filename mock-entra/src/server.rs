@@ -39,6 +39,7 @@ impl MockEntra {
             graph_failure: Mutex::new(None),
             app_tokens: Mutex::new(Vec::new()),
             graph_calls: Mutex::new(0),
+            used_jtis: Mutex::new(Default::default()),
             config,
             keys: Mutex::new(keys),
             codes: Mutex::new(HashMap::new()),

@@ -61,6 +61,8 @@ pub(crate) struct Inner {
     /// Access tokens issued by the client-credentials grant, which Graph accepts.
     pub(crate) app_tokens: Mutex<Vec<String>>,
     pub(crate) graph_calls: Mutex<usize>,
+    /// `jti`s of client assertions already used (single use).
+    pub(crate) used_jtis: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Inner {

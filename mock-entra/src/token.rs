@@ -1,7 +1,7 @@
-//! The token endpoint: the authorization-code grant (PKCE, client secret)
-//! and the client-credentials grant Graph calls use.
+//! The token endpoint: the authorization-code grant (PKCE, a client secret
+//! or assertion) and the client-credentials grant Graph calls use.
 
-use crate::config::MockApp;
+use crate::client_auth::{Refusal, authenticate};
 use crate::keys::Signing;
 use crate::pages::oauth_error;
 use crate::state::{Inner, Params};
@@ -15,10 +15,10 @@ use serde_json::{Map, json};
 use sha2::Digest;
 use std::sync::Arc;
 
-pub(crate) async fn token(State(s): State<Arc<Inner>>, Path(_tenant): Path<String>, Form(f): Form<Params>) -> Response {
+pub(crate) async fn token(State(s): State<Arc<Inner>>, Path(tenant): Path<String>, Form(f): Form<Params>) -> Response {
     let get = |k: &str| f.get(k).map(String::as_str);
     if get("grant_type") == Some("client_credentials") {
-        return client_credentials(&s, &f);
+        return client_credentials(&s, &f, &tenant);
     }
     if get("grant_type") != Some("authorization_code") {
         return oauth_error(
@@ -27,9 +27,9 @@ pub(crate) async fn token(State(s): State<Arc<Inner>>, Path(_tenant): Path<Strin
             "AADSTS70003: grant type not supported by this mock.",
         );
     }
-    let app = match authenticate_client(&s, &f) {
+    let app = match authenticate(&s, &f, &token_url(&s, &tenant)) {
         Ok(app) => app.clone(),
-        Err(e) => return e.refusal(),
+        Err(e) => return refusal(e),
     };
     let code = get("code").unwrap_or("");
     let Some(pending) = s.codes.lock().expect("lock").remove(code) else {
@@ -80,46 +80,41 @@ pub(crate) async fn token(State(s): State<Arc<Inner>>, Path(_tenant): Path<Strin
     .into_response()
 }
 
-/// Why the token endpoint refuses a client.
-enum ClientAuthError {
-    UnknownApp,
-    BadSecret,
-}
-
-impl ClientAuthError {
-    fn refusal(self) -> Response {
-        match self {
-            ClientAuthError::UnknownApp => oauth_error(
-                StatusCode::BAD_REQUEST,
-                "unauthorized_client",
-                "AADSTS700016: Application not found.",
-            ),
-            ClientAuthError::BadSecret => oauth_error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                "AADSTS7000215: Invalid client secret provided.",
-            ),
-        }
+fn refusal(r: Refusal) -> Response {
+    match r {
+        Refusal::UnknownApp => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "AADSTS700016: Application not found.",
+        ),
+        Refusal::BadSecret => oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "AADSTS7000215: Invalid client secret provided.",
+        ),
+        Refusal::BadAssertion(why) => oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", why),
+        Refusal::Expired => oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "AADSTS700024: Client assertion is not within its valid time range.",
+        ),
+        Refusal::Replayed => oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "AADSTS700027: The client assertion has already been used (jti replayed).",
+        ),
     }
 }
 
-/// The token endpoint's client authentication (client_secret_post), shared
-/// by both grants.
-fn authenticate_client<'a>(s: &'a Inner, f: &Params) -> Result<&'a MockApp, ClientAuthError> {
-    let get = |k: &str| f.get(k).map(String::as_str);
-    let app = get("client_id")
-        .and_then(|c| s.app(c))
-        .ok_or(ClientAuthError::UnknownApp)?;
-    if app.secret.is_none() || get("client_secret") != app.secret.as_deref() {
-        return Err(ClientAuthError::BadSecret);
-    }
-    Ok(app)
+/// The URL this request was sent to: a client assertion's audience.
+fn token_url(s: &Inner, tenant: &str) -> String {
+    format!("{}/{tenant}/oauth2/v2.0/token", s.base)
 }
 
-fn client_credentials(s: &Inner, f: &Params) -> Response {
+fn client_credentials(s: &Inner, f: &Params, tenant: &str) -> Response {
     let get = |k: &str| f.get(k).map(String::as_str);
-    if let Err(e) = authenticate_client(s, f) {
-        return e.refusal();
+    if let Err(e) = authenticate(s, f, &token_url(s, tenant)) {
+        return refusal(e);
     }
     if !get("scope").is_some_and(|sc| sc.ends_with("/.default")) {
         return oauth_error(

@@ -147,6 +147,7 @@ pub fn mock_config(portal_url: &str) -> MockEntraConfig {
                 })
                 .collect(),
             frontchannel_logout_url: Some(format!("{portal_url}/auth/account/frontchannel-logout")),
+            ..Default::default()
         }],
         ..Default::default()
     }

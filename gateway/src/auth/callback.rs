@@ -140,10 +140,10 @@ async fn complete(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Resul
     let (id_token, code) = match &record.pkce_verifier {
         Some(verifier) => {
             let code = param(&p, "code").ok_or_else(|| refuse(Reason::TokenMissing))?;
-            let secret = app
+            let credential = app
                 .config
                 .entra
-                .client_secret
+                .credential
                 .as_ref()
                 .ok_or_else(|| refuse(Reason::CodeExchangeFailed))?;
             let token = exchange(
@@ -151,7 +151,7 @@ async fn complete(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Resul
                 CodeExchange {
                     token_endpoint: token_endpoint.as_str(),
                     client_id: app.config.entra.client_id.as_str(),
-                    client_secret: secret,
+                    credential,
                     code,
                     redirect_uri: &record.redirect_uri,
                     code_verifier: verifier,

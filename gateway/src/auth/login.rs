@@ -67,7 +67,7 @@ pub async fn start(app: &App, req: &Request<Bytes>, cx: &RequestContext, rd: Opt
     let state = random_token(32);
     let nonce = random_token(32);
     let binding = random_token(16);
-    let pkce_verifier = entra.client_secret.as_ref().map(|_| random_token(32));
+    let pkce_verifier = entra.credential.as_ref().map(|_| random_token(32));
     let now = now_unix();
     let now_us = now_unix_us();
     let client = cx.client.map(|i| &app.config.clients[i]);

@@ -53,6 +53,37 @@ impl LoadError {
     }
 }
 
+/// The app's client credential (`entra.client_secret[_file]`,
+/// `client_certificate`, `federated_token_file`): exactly one, or none.
+#[derive(Debug, Clone)]
+pub enum ClientCredential {
+    Secret(Secret),
+    /// `private_key_jwt` with a certificate registered in the App
+    /// Registration (what Microsoft recommends over secrets).
+    Certificate {
+        /// PKCS#8 (or PKCS#1) RSA private key, PEM.
+        key_pem: Secret,
+        /// base64url SHA-256 and SHA-1 of the certificate's DER (`x5t#S256`, `x5t`).
+        x5t_s256: String,
+        x5t: String,
+    },
+    /// Workload identity federation: a token the platform writes to a file
+    /// (Kubernetes projected service-account token), read at every use.
+    Federated {
+        token_file: PathBuf,
+    },
+}
+
+impl ClientCredential {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientCredential::Secret(_) => "client secret",
+            ClientCredential::Certificate { .. } => "certificate (private_key_jwt)",
+            ClientCredential::Federated { .. } => "federated token file (workload identity)",
+        }
+    }
+}
+
 /// A secret value: never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -147,7 +178,9 @@ pub struct Entra {
     pub tenant_type: TenantType,
     pub tenant_id: TenantId,
     pub client_id: ClientId,
-    pub client_secret: Option<Secret>,
+    /// How the app proves itself at the token endpoint; None: the
+    /// id_token flow (no token endpoint at all).
+    pub credential: Option<ClientCredential>,
     pub federated_domain: Option<String>,
     pub sign_in_scope: SignInScope,
     pub allowed_tenants: Vec<TenantId>,

@@ -90,6 +90,8 @@ pub struct RawEntra {
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
     pub client_secret_file: Option<String>,
+    pub client_certificate: Option<RawClientCertificate>,
+    pub federated_token_file: Option<String>,
     pub federated_domain: Option<String>,
     pub sign_in_scope: Option<String>,
     pub allowed_tenants: Option<Vec<String>>,
@@ -256,6 +258,15 @@ pub struct RawDirectory {
 #[serde(default)]
 pub struct RawRoutes {
     pub public: Option<Vec<String>>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawClientCertificate {
+    pub cert: Option<String>,
+    pub key: Option<String>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

@@ -449,7 +449,33 @@ fn entra(cx: &mut Ctx<'_>, r: RawEntra) -> Option<Entra> {
             "set either entra.client_secret or entra.client_secret_file, not both",
         );
     }
-    let client_secret = inline_secret.or(file_secret);
+    let certificate = r.client_certificate.and_then(|c| client_certificate(cx, c));
+    let federated = r
+        .federated_token_file
+        .and_then(|f| cx.expand("entra.federated_token_file", &f))
+        .filter(|f| !f.is_empty())
+        .map(PathBuf::from);
+    if let Some(f) = &federated
+        && !f.is_file()
+    {
+        cx.err("entra.federated_token_file", format!("file {f:?} does not exist"));
+    }
+    let given = [
+        inline_secret.is_some() || file_secret.is_some(),
+        certificate.is_some(),
+        federated.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() > 1 {
+        cx.err(
+            "entra.client_certificate",
+            "set one client credential: client_secret (or client_secret_file), client_certificate or federated_token_file",
+        );
+    }
+    let credential = inline_secret
+        .or(file_secret)
+        .map(ClientCredential::Secret)
+        .or(certificate)
+        .or(federated.map(|token_file| ClientCredential::Federated { token_file }));
     let federated_domain = r.federated_domain.filter(|d| !d.is_empty());
     if let Some(d) = &federated_domain
         && !d.contains('.')
@@ -494,10 +520,10 @@ fn entra(cx: &mut Ctx<'_>, r: RawEntra) -> Option<Entra> {
     if csp_sync.enabled && !multi {
         cx.err("entra.csp_sync.enabled", "only applies to entra.tenant_type: multi");
     }
-    if csp_sync.enabled && client_secret.is_none() {
+    if csp_sync.enabled && credential.is_none() {
         cx.err(
             "entra.csp_sync.enabled",
-            "needs entra.client_secret (client-credentials access to Graph)",
+            "needs entra.client_secret (or another client credential: client-credentials access to Graph)",
         );
     }
     if multi && sign_in_scope == SignInScope::Restricted && allowed_tenants.is_empty() && !csp_sync.enabled {
@@ -529,7 +555,7 @@ fn entra(cx: &mut Ctx<'_>, r: RawEntra) -> Option<Entra> {
         tenant_type,
         tenant_id: tenant_id?,
         client_id: client_id?,
-        client_secret,
+        credential,
         federated_domain,
         sign_in_scope,
         allowed_tenants,
@@ -898,6 +924,47 @@ fn identity(cx: &mut Ctx<'_>, r: RawIdentity, portals: &[Portal]) -> Identity {
     }
 }
 
+/// `entra.client_certificate`: the key and the certificate registered in
+/// Entra (whose thumbprint names it in the client assertion).
+fn client_certificate(cx: &mut Ctx<'_>, r: RawClientCertificate) -> Option<ClientCredential> {
+    cx.unknown("entra.client_certificate", &r.unknown);
+    let read = |cx: &mut Ctx<'_>, path: &str, v: Option<String>| -> Option<String> {
+        let Some(f) = v.and_then(|f| cx.expand(path, &f)).filter(|f| !f.is_empty()) else {
+            cx.err(path, "required with entra.client_certificate");
+            return None;
+        };
+        std::fs::read_to_string(&f)
+            .map_err(|e| cx.err(path, format!("cannot read {f:?}: {e}")))
+            .ok()
+    };
+    let cert = read(cx, "entra.client_certificate.cert", r.cert);
+    let key = read(cx, "entra.client_certificate.key", r.key);
+    let der = cert.as_deref().and_then(|pem| {
+        let der = crate::entra::credential::certificate_der(pem);
+        if der.is_none() {
+            cx.err(
+                "entra.client_certificate.cert",
+                "not a PEM certificate (-----BEGIN CERTIFICATE-----)",
+            );
+        }
+        der
+    })?;
+    let key = key?;
+    if jsonwebtoken::EncodingKey::from_rsa_pem(key.as_bytes()).is_err() {
+        cx.err(
+            "entra.client_certificate.key",
+            "not an RSA private key in PEM (PKCS#8 or PKCS#1)",
+        );
+        return None;
+    }
+    let (x5t_s256, x5t) = crate::entra::credential::thumbprints(&der);
+    Some(ClientCredential::Certificate {
+        key_pem: Secret::new(key),
+        x5t_s256,
+        x5t,
+    })
+}
+
 fn directory(cx: &mut Ctx<'_>, r: RawDirectory) -> Directory {
     cx.unknown("directory", &r.unknown);
     let http = r.http;
@@ -1028,7 +1095,10 @@ identity: { audience: halo }
             "{BASE}\nentra:\n  tenant_id: \"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa\"\n  client_id: \"11111111-1111-4111-8111-111111111111\"\n  client_secret_file: {secret:?}\nsession: {{ store: redis, redis_url: \"redis://127.0.0.1:6379/0\", redis_password_file: {pw:?} }}\n"
         );
         let c = Config::from_yaml(&yaml).unwrap();
-        assert_eq!(c.entra.client_secret.as_ref().map(|s| s.expose()), Some("s3cr3t~value"));
+        match &c.entra.credential {
+            Some(super::super::ClientCredential::Secret(s)) => assert_eq!(s.expose(), "s3cr3t~value"),
+            other => panic!("{other:?}"),
+        }
         match &c.session.store {
             super::super::StoreConfig::Redis(super::super::RedisTarget::Standalone { url }) => {
                 let u = url::Url::parse(url).unwrap();

@@ -1,6 +1,6 @@
-//! The authorization-code exchange (code + PKCE + client secret).
+//! The authorization-code exchange (code + PKCE + the client credential).
 
-use crate::config::Secret;
+use crate::config::ClientCredential;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -16,6 +16,8 @@ pub enum ExchangeError {
     Refused { status: u16, error: String },
     #[error("token endpoint answered without an id_token")]
     NoIdToken,
+    #[error("{0}")]
+    Credential(String),
 }
 
 #[derive(Deserialize)]
@@ -26,17 +28,18 @@ struct ErrorBody {
 pub struct CodeExchange<'a> {
     pub token_endpoint: &'a str,
     pub client_id: &'a str,
-    pub client_secret: &'a Secret,
+    pub credential: &'a ClientCredential,
     pub code: &'a str,
     pub redirect_uri: &'a str,
     pub code_verifier: &'a str,
 }
 
 pub async fn exchange(http: &reqwest::Client, x: CodeExchange<'_>) -> Result<String, ExchangeError> {
+    let auth = super::credential::client_auth(x.credential, x.client_id, x.token_endpoint)
+        .map_err(|e| ExchangeError::Credential(e.to_string()))?;
     let form = [
         ("grant_type", "authorization_code"),
         ("client_id", x.client_id),
-        ("client_secret", x.client_secret.expose()),
         ("code", x.code),
         ("redirect_uri", x.redirect_uri),
         ("code_verifier", x.code_verifier),
@@ -44,6 +47,7 @@ pub async fn exchange(http: &reqwest::Client, x: CodeExchange<'_>) -> Result<Str
     ];
     let body: String = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(form)
+        .extend_pairs(auth)
         .finish();
     let resp = http
         .post(x.token_endpoint)
