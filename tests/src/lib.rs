@@ -6,15 +6,18 @@
 //! (the gateway crate has integration tests of its own, so cargo builds it).
 
 pub mod browser;
+pub mod config;
 pub mod processes;
 pub mod topologies;
 
 pub use browser::{Browser, FormPost, SetCookie};
+pub use config::{Patch, Wiring, deep_merge};
 pub use processes::{GatewayProcess, RedisServer, free_port, gateway_bin, redis_cli};
 pub use topologies::{RedisCluster, RedisSentinels, TlsRedis};
 
 use mock_entra::app::{DemoAppConfig, start as start_app};
 use mock_entra::{MockApp, MockEntra, MockEntraConfig, MockUser};
+use serde_json::json;
 use std::net::SocketAddr;
 
 pub const TENANT: &str = "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa";
@@ -87,17 +90,11 @@ pub struct Options {
     /// Cookies without `Secure` (plain http). Off: the test acts as a TLS
     /// terminator (trusted proxy + X-Forwarded-Proto: https).
     pub insecure_dev_cookies: bool,
-    /// Extra top-level YAML appended to the config.
-    pub extra_yaml: String,
-    /// Extra keys inside `server:` and `upstream:` (each `key: value`).
-    pub server_extra: Vec<String>,
-    pub upstream_extra: Vec<String>,
     /// `sso.auto_redirect_agents` and `_users` (the login page when off).
     pub auto_redirect: bool,
-    /// Extra `sso:` keys, e.g. `", users: false"`.
-    pub sso_extra: String,
-    /// Extra lines inside `entra:` (each indented by two spaces).
-    pub entra_extra: String,
+    /// Merged, in order, onto the configuration the fields above describe
+    /// (see [`Options::patch`]).
+    pub patches: Vec<Patch>,
     /// Changes to the mock Entra before it starts.
     pub mock: fn(&mut MockEntraConfig),
 }
@@ -112,14 +109,80 @@ impl Default for Options {
             single_logout: true,
             federated_domain: None,
             insecure_dev_cookies: true,
-            extra_yaml: String::new(),
-            server_extra: Vec::new(),
-            upstream_extra: Vec::new(),
-            entra_extra: String::new(),
             auto_redirect: true,
-            sso_extra: String::new(),
+            patches: Vec::new(),
             mock: |_| {},
         }
+    }
+}
+
+impl Options {
+    /// Changes configuration keys: `patch` is merged onto the configuration
+    /// as [`deep_merge`] says (`null` removes a key, arrays replace).
+    pub fn patch(mut self, patch: serde_json::Value) -> Self {
+        self.patches.push(Patch::Fixed(patch));
+        self
+    }
+
+    /// A patch that names where things listen (the mock Entra, the ports).
+    pub fn patch_wired(mut self, patch: fn(&Wiring) -> serde_json::Value) -> Self {
+        self.patches.push(Patch::Wired(patch));
+        self
+    }
+
+    /// The gateway configuration these options describe, for this wiring.
+    pub fn config(&self, w: &Wiring) -> serde_json::Value {
+        let mut session = json!({"store": "redis", "redis_key_prefix": "egtest:"});
+        if !self.redis_cluster.is_empty() {
+            session["redis_url"] = json!(self.redis_cluster);
+        } else if let Some(u) = &self.redis_url {
+            session["redis_url"] = json!(u);
+        } else {
+            session = json!({"store": "memory"});
+        }
+        let mut entra = json!({
+            "tenant_id": TENANT,
+            "client_id": CLIENT_ID,
+            "authority_host": w.entra,
+        });
+        if self.flow == Flow::Code {
+            entra["client_secret"] = json!(CLIENT_SECRET);
+        }
+        if let Some(d) = &self.federated_domain {
+            entra["federated_domain"] = json!(d);
+        }
+        let trusted: &[&str] = if self.insecure_dev_cookies {
+            &[]
+        } else {
+            &["127.0.0.1/32"]
+        };
+        let mut config = json!({
+            "server": {
+                "listen": format!("127.0.0.1:{}", w.port),
+                "metrics_listen": format!("127.0.0.1:{}", w.metrics_port),
+                "threads": 2,
+                "insecure_dev_cookies": self.insecure_dev_cookies,
+                "trusted_proxies": trusted,
+            },
+            "upstream": {"url": format!("http://{}", w.app)},
+            "entra": entra,
+            "sso": {
+                "single_logout": self.single_logout,
+                "auto_redirect_agents": self.auto_redirect,
+                "auto_redirect_users": self.auto_redirect,
+            },
+            "portals": [
+                {"name": "agent", "kind": "agent", "url": w.portal_url},
+                {"name": "portal", "kind": "user", "url": format!("{}/portal", w.portal_url)},
+            ],
+            "session": session,
+            "identity": {"audience": AUDIENCE},
+            "routes": {"public": ["/public/*"]},
+        });
+        for p in &self.patches {
+            deep_merge(&mut config, p.value(w));
+        }
+        config
     }
 }
 
@@ -190,8 +253,14 @@ impl Harness {
         )
         .await
         .expect("app starts");
-        let yaml = Self::config_yaml(&options, port, metrics_port, &portal_url, entra.base_url(), app);
-        let gateway = GatewayProcess::start_with_env(&yaml, port, metrics_port, &options.env).await;
+        let wiring = Wiring {
+            port,
+            metrics_port,
+            portal_url: portal_url.clone(),
+            entra: entra.base_url().to_string(),
+            app,
+        };
+        let gateway = GatewayProcess::start_with_env(&options.config(&wiring), port, metrics_port, &options.env).await;
         Harness {
             entra,
             gateway,
@@ -202,73 +271,16 @@ impl Harness {
         }
     }
 
-    pub fn config_yaml(
-        o: &Options,
-        port: u16,
-        metrics_port: u16,
-        portal_url: &str,
-        entra: &str,
-        app: SocketAddr,
-    ) -> String {
-        let store = match &o.redis_url {
-            _ if !o.redis_cluster.is_empty() => format!(
-                "{{ store: redis, redis_url: {:?}, redis_key_prefix: \"egtest:\" }}",
-                o.redis_cluster
-            ),
-            Some(u) => {
-                format!("{{ store: redis, redis_url: \"{u}\", redis_key_prefix: \"egtest:\" }}")
-            }
-            None => "{ store: memory }".into(),
-        };
-        let secret = match o.flow {
-            Flow::Code => format!("client_secret: \"{CLIENT_SECRET}\""),
-            Flow::IdToken => String::new(),
-        };
-        let fed = o
-            .federated_domain
-            .as_ref()
-            .map(|d| format!("federated_domain: \"{d}\""))
-            .unwrap_or_default();
-        let trusted = if o.insecure_dev_cookies {
-            "[]"
-        } else {
-            "[\"127.0.0.1/32\"]"
-        };
-        format!(
-            r#"
-server:
-  listen: "127.0.0.1:{port}"
-  metrics_listen: "127.0.0.1:{metrics_port}"
-  threads: 2
-  insecure_dev_cookies: {insecure}
-  trusted_proxies: {trusted}
-{server_extra}
-upstream: {{ url: "http://{app}"{upstream_extra} }}
-entra:
-  tenant_id: "{TENANT}"
-  client_id: "{CLIENT_ID}"
-  authority_host: "{entra}"
-  {secret}
-  {fed}
-  {entra_extra}
-sso: {{ single_logout: {slo}, auto_redirect_agents: {auto}, auto_redirect_users: {auto}{sso_extra} }}
-portals:
-  - {{ name: agent, kind: agent, url: "{portal_url}" }}
-  - {{ name: portal, kind: user, url: "{portal_url}/portal" }}
-session: {store}
-identity: {{ audience: "{AUDIENCE}" }}
-routes: {{ public: ["/public/*"] }}
-{extra}
-"#,
-            insecure = o.insecure_dev_cookies,
-            slo = o.single_logout,
-            auto = o.auto_redirect,
-            sso_extra = o.sso_extra,
-            extra = o.extra_yaml,
-            server_extra = o.server_extra.iter().map(|l| format!("  {l}\n")).collect::<String>(),
-            upstream_extra = o.upstream_extra.iter().map(|l| format!(", {l}")).collect::<String>(),
-            entra_extra = o.entra_extra.replace("{MOCK}", entra),
-        )
+    /// Where a gateway of this harness listens, at `port` and `portal_url`
+    /// (same mock and app).
+    pub fn wiring(&self, port: u16, metrics_port: u16, portal_url: &str) -> Wiring {
+        Wiring {
+            port,
+            metrics_port,
+            portal_url: portal_url.to_string(),
+            entra: self.entra.base_url().to_string(),
+            app: self.app,
+        }
     }
 
     /// Another gateway process with this harness' options, on its own port
@@ -277,9 +289,9 @@ routes: {{ public: ["/public/*"] }}
         let port = free_port();
         let mport = free_port();
         let portal = format!("http://127.0.0.1:{port}");
-        let yaml = Self::config_yaml(&self.options, port, mport, &portal, self.entra.base_url(), self.app);
+        let config = self.options.config(&self.wiring(port, mport, &portal));
         (
-            GatewayProcess::start_with_env(&yaml, port, mport, &self.options.env).await,
+            GatewayProcess::start_with_env(&config, port, mport, &self.options.env).await,
             Browser::new(&portal, false),
         )
     }
@@ -294,15 +306,10 @@ routes: {{ public: ["/public/*"] }}
     pub fn command_with_env(&self, args: &[&str], env: &[(String, String)]) -> std::process::Output {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = dir.path().join("gateway.yaml");
-        let yaml = Self::config_yaml(
-            &self.options,
-            free_port(),
-            free_port(),
-            &self.portal_url,
-            self.entra.base_url(),
-            self.app,
-        );
-        std::fs::write(&cfg, yaml).expect("write config");
+        let config = self
+            .options
+            .config(&self.wiring(free_port(), free_port(), &self.portal_url));
+        std::fs::write(&cfg, config::to_yaml(&config)).expect("write config");
         std::process::Command::new(gateway_bin())
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
@@ -426,4 +433,68 @@ pub async fn until_refused(browsers: &[&Browser], within: std::time::Duration) -
 pub fn copy_session(from: &Browser, to: &Browser) {
     const AGENT_COOKIE: &str = "entra_gw_agent";
     to.set_cookie(AGENT_COOKIE, &from.cookie(AGENT_COOKIE).expect("a session cookie"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use entra_gateway::config::Config;
+
+    fn wiring() -> Wiring {
+        Wiring {
+            port: 18080,
+            metrics_port: 18081,
+            portal_url: "http://127.0.0.1:18080".into(),
+            entra: "http://127.0.0.1:18082".into(),
+            app: "127.0.0.1:18083".parse().expect("addr"),
+        }
+    }
+
+    /// The configuration as JSON goes through the gateway's YAML loader
+    /// and validation, in every shape the options give it.
+    #[test]
+    fn the_harness_config_loads_as_the_gateways_yaml() {
+        let shapes = [
+            Options::default(),
+            Options {
+                flow: Flow::Code,
+                redis_url: Some("redis://127.0.0.1:6399/0".into()),
+                federated_domain: Some("contoso.example".into()),
+                insecure_dev_cookies: false,
+                single_logout: false,
+                auto_redirect: false,
+                ..Options::default()
+            },
+            Options {
+                redis_cluster: vec!["redis://127.0.0.1:7001".into(), "redis://127.0.0.1:7002".into()],
+                ..Options::default()
+            }
+            .patch(json!({"entra": {"tenant_type": "multi", "allowed_tenants": [TENANT, OTHER_TENANT]}}))
+            .patch(json!({"server": {"login_rate": {"per_ip": "1000/s", "burst": 1000}}})),
+        ];
+        for o in shapes {
+            let mut w = wiring();
+            if !o.insecure_dev_cookies {
+                // Behind a TLS terminator, as `Harness::start` has it.
+                w.portal_url = w.portal_url.replace("http:", "https:");
+            }
+            let text = config::to_yaml(&o.config(&w));
+            if let Err(e) = Config::from_yaml(&text) {
+                panic!("{e:?}\n{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn patches_apply_in_order_and_wired_ones_see_the_wiring() {
+        let o = Options::default()
+            .patch(json!({"sso": {"users": false}}))
+            .patch(json!({"sso": {"users": null, "published": false}}))
+            .patch_wired(|w| json!({"entra": {"graph_host": w.entra}}));
+        let c = o.config(&wiring());
+        assert_eq!(c["sso"].get("users"), None);
+        assert_eq!(c["sso"]["published"], false);
+        assert_eq!(c["sso"]["single_logout"], true, "untouched keys stay");
+        assert_eq!(c["entra"]["graph_host"], "http://127.0.0.1:18082");
+    }
 }

@@ -1,6 +1,8 @@
 //! Real processes the tests start and always stop: the gateway binary and
 //! throw-away `redis-server` instances on free loopback ports.
 
+use crate::config::to_yaml;
+use serde_json::Value;
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -143,16 +145,21 @@ pub struct GatewayProcess {
 }
 
 impl GatewayProcess {
-    pub async fn start(yaml: &str, port: u16, metrics_port: u16) -> GatewayProcess {
-        Self::start_with_env(yaml, port, metrics_port, &[]).await
+    pub async fn start(config: &Value, port: u16, metrics_port: u16) -> GatewayProcess {
+        Self::start_with_env(config, port, metrics_port, &[]).await
     }
 
     /// With extra environment variables (e.g. `SSL_CERT_FILE` for a private CA).
-    pub async fn start_with_env(yaml: &str, port: u16, metrics_port: u16, env: &[(String, String)]) -> GatewayProcess {
+    pub async fn start_with_env(
+        config: &Value,
+        port: u16,
+        metrics_port: u16,
+        env: &[(String, String)],
+    ) -> GatewayProcess {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("gateway.yaml");
-        std::fs::write(&config, yaml).expect("write config");
-        let args = vec!["run".to_string(), "--config".to_string(), config.display().to_string()];
+        let file = dir.path().join("gateway.yaml");
+        std::fs::write(&file, to_yaml(config)).expect("write config");
+        let args = vec!["run".to_string(), "--config".to_string(), file.display().to_string()];
         Self::launch(args, env, port, metrics_port, dir).await
     }
 

@@ -4,6 +4,7 @@
 
 use e2e::browser::Kind;
 use e2e::*;
+use serde_json::json;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,14 +31,11 @@ async fn spoofed_identity_and_forwarding_headers_never_reach_the_app() {
         ("X_Custom", "dropped"),
         ("X_Legacy_Token", "kept"),
     ];
-    let allow = || vec!["allow_underscore_headers: [\"X_Legacy_Token\"]".to_string()];
     // From an untrusted peer: only the operator's listed name survives, and
     // the forwarding headers are the gateway's own.
-    let h = Harness::start(Options {
-        upstream_extra: allow(),
-        ..Options::default()
-    })
-    .await;
+    let h =
+        Harness::start(Options::default().patch(json!({"upstream": {"allow_underscore_headers": ["X_Legacy_Token"]}})))
+            .await;
     for path in ["/public/api/whoami", "/api/whoami"] {
         let b = if path == "/api/whoami" {
             h.signed_in("alice@contoso.example").await
@@ -243,12 +241,9 @@ async fn fifty_thousand_login_starts_from_one_address_stay_bounded() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_session_is_valid_only_at_the_client_it_was_made_for() {
     let port = free_port();
-    let o = Options {
-        extra_yaml: format!(
-            "clients:\n  - {{ name: contoso, hosts: [\"localhost:{port}\"], tenant_id: \"{TENANT}\" }}"
-        ),
-        ..Options::default()
-    };
+    let o = Options::default().patch(json!({
+        "clients": [{"name": "contoso", "hosts": [format!("localhost:{port}")], "tenant_id": TENANT}],
+    }));
     let h = Harness::start_on(o, port).await;
     let at_client = || Browser::new(&format!("http://localhost:{port}"), false);
     let shared = h.signed_in("alice@contoso.example").await;
@@ -280,11 +275,7 @@ async fn a_session_is_valid_only_at_the_client_it_was_made_for() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn auth_paths_are_the_apps_where_sso_is_off() {
-    let h = Harness::start(Options {
-        sso_extra: ", users: false".into(),
-        ..Options::default()
-    })
-    .await;
+    let h = Harness::start(Options::default().patch(json!({"sso": {"users": false}}))).await;
     let b = h.browser();
     // User portal: SSO off, so /portal/auth/* is the app's.
     let r = b.xhr("/portal/auth/api/whoami").await;

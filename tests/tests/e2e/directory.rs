@@ -20,10 +20,9 @@ fn import(h: &Harness, csv: &str) -> String {
 fn builtin(redis: &RedisServer, match_by: &str) -> Options {
     Options {
         redis_url: Some(redis.url()),
-        sso_extra: format!(", match_by: {match_by}"),
-        extra_yaml: "directory: { kind: builtin }".into(),
         ..Options::default()
     }
+    .patch(json!({"sso": {"match_by": match_by}, "directory": {"kind": "builtin"}}))
 }
 
 const HEADER: &str = "key,kind,email,tid,oid,name,client,disabled\n";
@@ -140,8 +139,8 @@ async fn email_match_binds_the_record_and_survives_an_email_change() {
 #[tokio::test(flavor = "multi_thread")]
 async fn noauth_another_tenant_cannot_claim_an_email() {
     let redis = RedisServer::start();
-    let mut o = builtin(&redis, "email");
-    o.entra_extra = format!("tenant_type: multi\n  allowed_tenants: [\"{TENANT}\", \"{OTHER_TENANT}\"]");
+    let o = builtin(&redis, "email")
+        .patch(json!({"entra": {"tenant_type": "multi", "allowed_tenants": [TENANT, OTHER_TENANT]}}));
     let h = Harness::start(o).await;
     import(&h, &format!("{HEADER}A-1,agent,alice@contoso.example,,,Alice,,false\n"));
     // mallory's own tenant (allowed) puts alice's email on her, unverified.
@@ -163,14 +162,16 @@ async fn noauth_another_tenant_cannot_claim_an_email() {
 async fn http_directory_and_auto_create_with_new_user_once() {
     // The application's own user API.
     let api = DirectoryApi::start().await;
-    let o = Options {
-        sso_extra: ", match_by: unique_id, auto_create_unmatched_users: true".into(),
-        extra_yaml: format!(
-            "directory: {{ kind: http, http: {{ lookup_url: \"{0}/api/sso/lookup\", create_url: \"{0}/api/sso/users\" }} }}",
-            api.base
-        ),
-        ..Options::default()
-    };
+    let o = Options::default().patch(json!({
+        "sso": {"match_by": "unique_id", "auto_create_unmatched_users": true},
+        "directory": {
+            "kind": "http",
+            "http": {
+                "lookup_url": format!("{}/api/sso/lookup", api.base),
+                "create_url": format!("{}/api/sso/users", api.base),
+            },
+        },
+    }));
     let h = Harness::start(o).await;
     api.add(
         json!({"key": "u-alice", "kind": "user", "email": "alice@contoso.example", "tid": TENANT, "oid": ALICE_OID}),

@@ -29,12 +29,11 @@ async fn forged_for(h: &Harness, tenant: &str) -> browser::Resp {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn callbacks_naming_random_tenants_fetch_once_each_cache_nothing_and_get_a_4xx() {
-    let h = Harness::start(Options {
-        entra_extra: "tenant_type: multi\n  sign_in_scope: all".into(),
+    let h = Harness::start(Options::default().patch(json!({
+        "entra": {"tenant_type": "multi", "sign_in_scope": "all"},
         // 500 forged logins from one address: the rate limit is not under test here.
-        server_extra: vec!["login_rate: { per_ip: \"1000/s\", burst: 1000 }".into()],
-        ..Options::default()
-    })
+        "server": {"login_rate": {"per_ip": "1000/s", "burst": 1000}},
+    })))
     .await;
     let tenants: Vec<String> = (0..500).map(|_| uuid::Uuid::new_v4().to_string()).collect();
     let started = Instant::now();
@@ -294,18 +293,18 @@ async fn a_private_key_file_runs_and_a_generated_key_is_warned_about() {
     )
     .await
     .unwrap();
-    let plain = format!("identity: {{ audience: \"{AUDIENCE}\" }}");
     let mport = free_port();
-    let yaml = Harness::config_yaml(&Options::default(), port, mport, &portal, entra.base_url(), app);
-    assert!(yaml.contains(&plain));
-    let yaml = yaml.replace(
-        &plain,
-        &format!(
-            "identity: {{ audience: \"{AUDIENCE}\", signing_key: {:?} }}",
-            key.display().to_string()
-        ),
-    );
-    let g = GatewayProcess::start(&yaml, port, mport).await;
+    let wiring = Wiring {
+        port,
+        metrics_port: mport,
+        portal_url: portal.clone(),
+        entra: entra.base_url().to_string(),
+        app,
+    };
+    let config = Options::default()
+        .patch(json!({"identity": {"signing_key": key.display().to_string()}}))
+        .config(&wiring);
+    let g = GatewayProcess::start(&config, port, mport).await;
     let b = Browser::new(&portal, false);
     assert_eq!(b.sign_in("/", "alice@contoso.example").await, "/");
     assert_eq!(b.whoami().await.status, 200, "the app verified the assertion");

@@ -6,15 +6,7 @@ use e2e::*;
 use serde_json::{Value, json};
 
 fn multi(allowed: &[&str]) -> Options {
-    let list = allowed
-        .iter()
-        .map(|t| format!("\"{t}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    Options {
-        entra_extra: format!("tenant_type: multi\n  allowed_tenants: [{list}]"),
-        ..Options::default()
-    }
+    Options::default().patch(json!({"entra": {"tenant_type": "multi", "allowed_tenants": allowed}}))
 }
 
 fn set(spec: &mut mock_entra::TokenSpec, k: &str, v: Value) {
@@ -219,14 +211,18 @@ async fn jwk_whose_issuer_names_another_tenant() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_clients_login_goes_to_its_tenant_and_requires_its_tid() {
-    let mut o = multi(&[TENANT, OTHER_TENANT]);
-    o.federated_domain = Some("halo.example".into());
-    // The client's host: `localhost:<port>` (the gateway's own port).
-    o.extra_yaml = "clients:\n  - { name: contoso, hosts: [\"localhost:PORT\"], tenant_id: \"TENANT\", federated_domain: \"contoso.example\" }"
-        .replace("TENANT", TENANT);
     let port = free_port();
     let mport = free_port();
-    o.extra_yaml = o.extra_yaml.replace("PORT", &port.to_string());
+    let mut o = multi(&[TENANT, OTHER_TENANT]).patch(json!({
+        "clients": [{
+            "name": "contoso",
+            // The client's host: `localhost:<port>` (the gateway's own port).
+            "hosts": [format!("localhost:{port}")],
+            "tenant_id": TENANT,
+            "federated_domain": "contoso.example",
+        }],
+    }));
+    o.federated_domain = Some("halo.example".into());
     // Start by hand to use the port chosen above.
     let portal = format!("http://127.0.0.1:{port}");
     let entra = mock_entra::MockEntra::start(mock_config(&portal), "127.0.0.1:0".parse().unwrap())
@@ -241,8 +237,14 @@ async fn a_clients_login_goes_to_its_tenant_and_requires_its_tid() {
     )
     .await
     .unwrap();
-    let yaml = Harness::config_yaml(&o, port, mport, &portal, entra.base_url(), app);
-    let _g = GatewayProcess::start(&yaml, port, mport).await;
+    let wiring = Wiring {
+        port,
+        metrics_port: mport,
+        portal_url: portal.clone(),
+        entra: entra.base_url().to_string(),
+        app,
+    };
+    let _g = GatewayProcess::start(&o.config(&wiring), port, mport).await;
     let h_entra = entra;
 
     // At the client's host: its tenant's authority, its domain_hint, its redirect URI.
@@ -290,11 +292,10 @@ async fn a_clients_login_goes_to_its_tenant_and_requires_its_tid() {
     assert_eq!(a.param("domain_hint"), Some("halo.example"));
 }
 
-fn cloud(cloud: &str, issuer_host: &'static str, tenant_type: &str) -> Options {
-    let mut o = Options {
-        entra_extra: format!("cloud: {cloud}\n  issuer_host: \"{issuer_host}\"\n  {tenant_type}"),
-        ..Options::default()
-    };
+fn cloud(cloud: &str, issuer_host: &'static str, tenants: Value) -> Options {
+    let mut o = Options::default()
+        .patch(json!({"entra": {"cloud": cloud, "issuer_host": issuer_host}}))
+        .patch(json!({"entra": tenants}));
     o.mock = match issuer_host {
         "https://login.microsoftonline.us" => |m| m.issuer_host = Some("https://login.microsoftonline.us".into()),
         _ => |m| m.issuer_host = Some("https://login.partner.microsoftonline.cn".into()),
@@ -304,7 +305,7 @@ fn cloud(cloud: &str, issuer_host: &'static str, tenant_type: &str) -> Options {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn usgov_end_to_end() {
-    let h = Harness::start(cloud("usgov", "https://login.microsoftonline.us", "")).await;
+    let h = Harness::start(cloud("usgov", "https://login.microsoftonline.us", json!({}))).await;
     let b = h.signed_in("alice@contoso.example").await;
     assert_eq!(b.whoami().await.json()["claims"]["tid"], TENANT);
     let b = h.browser();
@@ -324,7 +325,7 @@ async fn china_end_to_end_multi_tenant() {
     let h = Harness::start(cloud(
         "china",
         "https://login.partner.microsoftonline.cn",
-        &format!("tenant_type: multi\n  allowed_tenants: [\"{TENANT}\", \"{OTHER_TENANT}\"]"),
+        json!({"tenant_type": "multi", "allowed_tenants": [TENANT, OTHER_TENANT]}),
     ))
     .await;
     let b = h.browser();
@@ -344,9 +345,6 @@ fn csp_options(redis: Option<String>) -> Options {
     Options {
         flow: Flow::Code,
         redis_url: redis,
-        entra_extra: format!(
-            "tenant_type: multi\n  allowed_tenants: [\"{TENANT}\"]\n  graph_host: \"{{MOCK}}\"\n  csp_sync: {{ enabled: true, interval: \"5s\" }}"
-        ),
         mock: |m| {
             m.contracts = vec![
                 CUSTOMER_TENANT.to_ascii_uppercase(),
@@ -357,6 +355,13 @@ fn csp_options(redis: Option<String>) -> Options {
         },
         ..Options::default()
     }
+    .patch(json!({"entra": {
+        "tenant_type": "multi",
+        "allowed_tenants": [TENANT],
+        "csp_sync": {"enabled": true, "interval": "5s"},
+    }}))
+    // Graph is the mock too.
+    .patch_wired(|w| json!({"entra": {"graph_host": w.entra}}))
 }
 
 async fn wait_for_metric(h: &Harness, name: &str, labels: &[(&str, &str)], at_least: f64) {

@@ -20,11 +20,10 @@ async fn auto_create_without_create_url_is_not_set_up() {
     // the person is simply not set up. Not `bound_to_another` (no record is
     // in the way) and not `directory_unavailable` (nothing is down).
     let base = empty_lookup().await;
-    let o = Options {
-        sso_extra: ", match_by: unique_id, auto_create_unmatched_users: true".into(),
-        extra_yaml: format!("directory: {{ kind: http, http: {{ lookup_url: \"{base}/api/sso/lookup\" }} }}"),
-        ..Options::default()
-    };
+    let o = Options::default().patch(serde_json::json!({
+        "sso": { "match_by": "unique_id", "auto_create_unmatched_users": true },
+        "directory": { "kind": "http", "http": { "lookup_url": format!("{base}/api/sso/lookup") } },
+    }));
     let h = Harness::start(o).await;
     let b = h.browser();
     let r = attempt_at(&h, &b, "/portal/", |s| s.user = "zoe@contoso.example".into()).await;

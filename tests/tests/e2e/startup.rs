@@ -15,23 +15,19 @@ async fn start_against(
     let mut cfg = mock_config(&portal);
     cfg.discovery_overrides = overrides;
     let entra = MockEntra::start(cfg, "127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let mut yaml = Harness::config_yaml(
-        &Options::default(),
+    let wiring = Wiring {
         port,
-        free_port(),
-        &portal,
-        entra.base_url(),
-        "127.0.0.1:9".parse().unwrap(),
-    );
-    if let Some(h) = issuer_host {
-        yaml = yaml.replace(
-            "  authority_host:",
-            &format!("  issuer_host: \"{h}\"\n  authority_host:"),
-        );
-    }
+        metrics_port: free_port(),
+        portal_url: portal,
+        entra: entra.base_url().to_string(),
+        app: "127.0.0.1:9".parse().unwrap(),
+    };
+    let config = Options::default()
+        .patch(json!({"entra": {"issuer_host": issuer_host}}))
+        .config(&wiring);
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("g.yaml");
-    std::fs::write(&f, yaml).unwrap();
+    std::fs::write(&f, e2e::config::to_yaml(&config)).unwrap();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(gateway_bin())
             .arg("run")

@@ -130,8 +130,6 @@ async fn redis_going_away_and_coming_back() {
     let port = redis.port;
     let h = Harness::start(Options {
         redis_url: Some(redis.url()),
-        // A generous cache TTL so the outage test is not a race.
-        extra_yaml: String::new(),
         ..Options::default()
     })
     .await;

@@ -4,6 +4,7 @@
 
 use e2e::browser::Kind;
 use e2e::*;
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_and_user_portals_have_their_own_callbacks_and_sessions() {
@@ -35,11 +36,7 @@ async fn agent_and_user_portals_have_their_own_callbacks_and_sessions() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn published_off_makes_every_portal_transparent() {
-    let h = Harness::start(Options {
-        sso_extra: ", published: false".into(),
-        ..Options::default()
-    })
-    .await;
+    let h = Harness::start(Options::default().patch(json!({"sso": {"published": false}}))).await;
     let b = h.browser();
     for path in ["/api/whoami", "/portal/api/whoami"] {
         let r = b
@@ -58,11 +55,7 @@ async fn published_off_makes_every_portal_transparent() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn agents_only_leaves_the_user_portal_to_the_apps_own_login() {
-    let h = Harness::start(Options {
-        sso_extra: ", users: false".into(),
-        ..Options::default()
-    })
-    .await;
+    let h = Harness::start(Options::default().patch(json!({"sso": {"users": false}}))).await;
     let b = h.browser();
     let r = b
         .request(
@@ -125,11 +118,16 @@ async fn per_client_auto_redirect_and_branding() {
     let port = free_port();
     let o = Options {
         auto_redirect: false,
-        extra_yaml: format!(
-            "clients:\n  - {{ name: contoso, hosts: [\"localhost:{port}\"], auto_redirect_users: true, branding: {{ title: \"Contoso support\", color: \"#aa0000\" }} }}"
-        ),
         ..Options::default()
-    };
+    }
+    .patch(json!({
+        "clients": [{
+            "name": "contoso",
+            "hosts": [format!("localhost:{port}")],
+            "auto_redirect_users": true,
+            "branding": {"title": "Contoso support", "color": "#aa0000"},
+        }],
+    }));
     let h = Harness::start_on(o, port).await;
     // The client's users go straight to Entra at the user portal...
     let at_client = Browser::new(&format!("http://localhost:{port}"), false);
@@ -229,11 +227,7 @@ async fn a_local_account_goes_to_the_apps_own_login_until_sso() {
 #[tokio::test(flavor = "multi_thread")]
 async fn with_auto_redirect_the_configured_remember_me_default_applies() {
     for (default, want) in [(true, Some(30 * 86400)), (false, None)] {
-        let h = Harness::start(Options {
-            sso_extra: format!(", remember_me_default: {default}"),
-            ..Options::default()
-        })
-        .await;
+        let h = Harness::start(Options::default().patch(json!({"sso": {"remember_me_default": default}}))).await;
         let b = h.browser();
         let a = b.begin_login("/").await;
         let fp = b.idp_sign_in(&a, "alice@contoso.example").await;

@@ -3,6 +3,7 @@
 //! with the client secret read from a file.
 
 use e2e::*;
+use serde_json::json;
 
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -46,26 +47,16 @@ async fn check_config_online_names_each_failure_and_exits_1() {
     let mut dead = RedisServer::start();
     let dead_url = dead.url();
     dead.stop();
-    let h = Harness::start(Options {
-        entra_extra: "client_secret: \"not-the-secret\"".into(),
-        ..Options::default()
-    })
-    .await;
+    let h = Harness::start(Options::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("gateway.yaml");
-    let yaml = Harness::config_yaml(
-        &Options {
-            redis_url: Some(dead_url),
-            entra_extra: "client_secret: \"not-the-secret\"".into(),
-            ..Options::default()
-        },
-        free_port(),
-        free_port(),
-        &h.portal_url,
-        h.entra.base_url(),
-        h.app,
-    );
-    std::fs::write(&cfg, yaml).unwrap();
+    let wiring = h.wiring(free_port(), free_port(), &h.portal_url);
+    let bad = Options {
+        redis_url: Some(dead_url),
+        ..Options::default()
+    }
+    .patch(json!({ "entra": { "client_secret": "not-the-secret" } }));
+    std::fs::write(&cfg, e2e::config::to_yaml(&bad.config(&wiring))).unwrap();
     let out = std::process::Command::new(gateway_bin())
         .args(["check-config", "--online", "--config"])
         .arg(&cfg)
@@ -84,15 +75,8 @@ async fn check_config_online_names_each_failure_and_exits_1() {
 
     // Entra unreachable: discovery fails and the keys check says why it was skipped.
     let nobody = format!("http://127.0.0.1:{}", free_port());
-    let yaml = Harness::config_yaml(
-        &Options::default(),
-        free_port(),
-        free_port(),
-        &h.portal_url,
-        &nobody,
-        h.app,
-    );
-    std::fs::write(&cfg, yaml).unwrap();
+    let unreachable = Options::default().patch(json!({ "entra": { "authority_host": nobody } }));
+    std::fs::write(&cfg, e2e::config::to_yaml(&unreachable.config(&wiring))).unwrap();
     let out = std::process::Command::new(gateway_bin())
         .args(["check-config", "--online", "--config"])
         .arg(&cfg)
@@ -114,10 +98,9 @@ async fn a_client_secret_from_a_file_signs_in_with_the_code_flow() {
     let file = dir.path().join("client-secret");
     // As `kubectl create secret` or `systemd-creds` leave it: a trailing newline.
     std::fs::write(&file, format!("{CLIENT_SECRET}\n")).unwrap();
-    let h = Harness::start(Options {
-        entra_extra: format!("client_secret_file: {file:?}"),
-        ..Options::default()
-    })
+    let h = Harness::start(Options::default().patch(json!({
+        "entra": { "client_secret_file": file.display().to_string() }
+    })))
     .await;
     let b = h.browser();
     let r = b.get(&h.url("/tickets")).await;
