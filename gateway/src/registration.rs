@@ -215,8 +215,10 @@ impl Registration {
         }
         if !self.id_tokens {
             s.push_str(
-                "# The client secret (entra.client_secret / client_secret_file); Microsoft recommends a\n\
-                 # certificate (entra.client_certificate) or workload identity federation instead:\n\
+                "# The client credential: a certificate (entra.client_certificate), which Microsoft\n\
+                 # recommends over secrets:\n\
+                 # az ad app credential reset --id \"$APP_ID\" --cert @app-cert.pem --append\n\
+                 # or a client secret (entra.client_secret / client_secret_file):\n\
                  # az ad app credential reset --id \"$APP_ID\" --display-name entra-gateway --years 1 --query password -o tsv\n",
             );
         }

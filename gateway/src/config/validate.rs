@@ -928,6 +928,11 @@ fn identity(cx: &mut Ctx<'_>, r: RawIdentity, portals: &[Portal]) -> Identity {
 /// Entra (whose thumbprint names it in the client assertion).
 fn client_certificate(cx: &mut Ctx<'_>, r: RawClientCertificate) -> Option<ClientCredential> {
     cx.unknown("entra.client_certificate", &r.unknown);
+    let blank = |v: &Option<String>| v.as_deref().is_none_or(str::is_empty);
+    if blank(&r.cert) && blank(&r.key) {
+        // `{ cert: "", key: "" }`, as in the example: not configured.
+        return None;
+    }
     let read = |cx: &mut Ctx<'_>, path: &str, v: Option<String>| -> Option<String> {
         let Some(f) = v.and_then(|f| cx.expand(path, &f)).filter(|f| !f.is_empty()) else {
             cx.err(path, "required with entra.client_certificate");
@@ -1082,6 +1087,33 @@ identity: { audience: halo }
             .map(ToString::to_string)
             .collect();
         assert!(has(&e, "identity.signing_keys: set either"), "{e:?}");
+    }
+
+    #[test]
+    fn one_client_credential_and_certificates_that_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "eyJ.x.y").unwrap();
+        let e = errors(&format!("  client_secret: s\n  federated_token_file: {token:?}"), "");
+        assert!(has(&e, "entra.client_certificate: set one client credential"), "{e:?}");
+        let e = errors("  federated_token_file: /nonexistent/token", "");
+        assert!(
+            has(
+                &e,
+                "entra.federated_token_file: file \"/nonexistent/token\" does not exist"
+            ),
+            "{e:?}"
+        );
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a pem").unwrap();
+        let e = errors(
+            &format!("  client_certificate: {{ cert: {junk:?}, key: {junk:?} }}"),
+            "",
+        );
+        assert!(has(&e, "entra.client_certificate.cert: not a PEM certificate"), "{e:?}");
+        let e = errors(&format!("  client_certificate: {{ cert: {junk:?} }}"), "");
+        assert!(has(&e, "entra.client_certificate.key: required"), "{e:?}");
+        assert!(errors("  client_certificate: { cert: \"\", key: \"\" }", "").is_empty());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! start is built by `cargo test --workspace` (or `cargo build -p entra-gateway`).
 
 mod browser;
+mod credentials;
 mod directory;
 mod directory_errors;
 mod edge;

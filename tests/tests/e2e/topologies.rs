@@ -199,7 +199,12 @@ async fn rediss_with_a_private_ca() {
     copy_session(&a, &b);
     assert_eq!(b.whoami().await.status, 200, "sessions shared over TLS");
     let out = h.command(&["sessions", "revoke", "--sid", &sid_of(&a).await]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "revoked 1 session(s)");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "revoked 1 session(s)",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     until_refused(&[&a, &b], Duration::from_secs(1)).await;
 
     // With only the system's roots the private CA is not trusted: the
