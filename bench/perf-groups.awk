@@ -7,7 +7,7 @@ function group(dso, sym) {
   if (sym ~ /entra_gateway|policy::/) return "entra-gateway and policy code"
   if (sym ~ /serde_json|serde::|ryu::|itoa::/) return "serde_json (assertion payload)"
   if (sym ~ /base64/) return "base64"
-  if (sym ~ /sha2|ring::|p256|ecdsa/) return "hashing and crypto (SHA-256 of the session id)"
+  if (sym ~ /sha2|(^|[^A-Za-z_])ring::|p256|ecdsa/) return "hashing and crypto (SHA-256 of the session id)"
   if (sym ~ /prometheus/) return "prometheus metrics"
   if (sym ~ /cookie::/) return "cookie crate (Cookie header parsing)"
   if (sym ~ /pingora/) return "Pingora"
