@@ -4,8 +4,9 @@
 //! - RS256 verification of ID tokens: the pure-Rust backend rebuilds the RSA
 //!   key (with its modular precomputation) on every verify, ~0.4 ms here;
 //!   `ring` takes a few tens of µs.
-//! - ES256 signing of assertions, and RS256 signing in the mock Entra (the
-//!   pure-Rust RSA signer costs ~11 ms a token).
+//! - ES256 signing of assertions, and RS256 signing (the pure-Rust RSA
+//!   signer costs ~11 ms a token; the gateway itself signs no RS256, and the
+//!   mock Entra, crate `mock-entra`, signs with `ring` directly).
 //!
 //! Everything else (and any key `ring` cannot load) goes to the pure-Rust
 //! backend unchanged, so behaviour stays the same; only the speed differs.

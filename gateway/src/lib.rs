@@ -3,16 +3,21 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod as_string;
 pub mod auth;
 pub mod config;
 pub mod crypto;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod directory;
 pub mod entra;
+pub mod front;
 pub mod identity;
 pub mod metrics;
+pub mod online;
 pub mod pages;
 pub mod proxy;
+pub mod registration;
 pub mod respond;
 pub mod server;
 pub mod session;

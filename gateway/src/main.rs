@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use entra_gateway::config::{Config, LoadError, TenantType};
+use entra_gateway::registration::Registration;
 use entra_gateway::server;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,8 +39,31 @@ enum Command {
     /// Serve.
     Run(ConfigArg),
     /// Validate a configuration and print what to register in Entra.
-    CheckConfig(ConfigArg),
+    CheckConfig {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Also fetch discovery and keys, ping the store and prove the client credential.
+        #[arg(long)]
+        online: bool,
+    },
+    /// The Graph `application` manifest and `az` commands that register exactly this configuration.
+    AppRegistration {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// `script`: a reviewable bash script (manifest + az commands); `json`: the manifest alone.
+        #[arg(long, value_enum, default_value_t = RegistrationFormat::Script)]
+        format: RegistrationFormat,
+    },
+    /// Assertion signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Gateway + mock Entra ID + demo app on this machine. Not for production.
+    #[cfg_attr(
+        not(feature = "demo"),
+        command(about = "Not in this build (built without the `demo` feature): exits 2")
+    )]
     Demo {
         /// Where the gateway listens.
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -60,6 +84,18 @@ enum Command {
         #[command(subcommand)]
         command: TenantsCommand,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RegistrationFormat {
+    Script,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// A new P-256 signing key (PKCS#8 PEM) on stdout, for identity.signing_keys.
+    Generate,
 }
 
 #[derive(Subcommand)]
@@ -119,7 +155,7 @@ fn report_config_errors(path: &std::path::Path, e: &LoadError) {
     }
 }
 
-fn check_config(arg: &ConfigArg) -> ExitCode {
+fn check_config(arg: &ConfigArg, online: bool) -> ExitCode {
     let c = match load(arg) {
         Ok(c) => c,
         Err(code) => return code,
@@ -154,17 +190,9 @@ fn check_config(arg: &ConfigArg) -> ExitCode {
     );
     println!("session store:   {}", c.session.store.describe());
     println!();
-    println!("Register in the App Registration (Authentication > Web platform):");
-    for p in &c.portals {
-        println!("  portal {} ({}):", p.name, p.kind.as_str());
-        for url in c.portal_urls(p) {
-            println!("    redirect URI:             {url}/auth/account/azureresponse");
-        }
-        println!("    front-channel logout URL: {}", p.frontchannel_logout_url());
-    }
-    if e.tenant_type == TenantType::Multi {
-        println!();
-        println!("Multi-tenant: set \"Supported account types\" to accounts in any organizational directory.");
+    println!("Register in the App Registration (`app-registration` prints it as a manifest and az commands):");
+    for line in Registration::of(&c).checklist() {
+        println!("  {line}");
     }
     let unsupported = server::unsupported_settings(&c);
     if !unsupported.is_empty() {
@@ -174,7 +202,43 @@ fn check_config(arg: &ConfigArg) -> ExitCode {
             unsupported.join(", ")
         );
     }
+    if online {
+        println!();
+        let checks = entra_gateway::online::run(&c);
+        for check in &checks {
+            println!("{}", check.line());
+        }
+        if checks.iter().any(|c| c.failed()) {
+            return ExitCode::from(1);
+        }
+    }
     ExitCode::SUCCESS
+}
+
+fn app_registration(arg: &ConfigArg, format: RegistrationFormat) -> ExitCode {
+    let c = match load(arg) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let r = Registration::of(&c);
+    match format {
+        RegistrationFormat::Json => println!("{}", serde_json::to_string_pretty(&r.manifest()).unwrap_or_default()),
+        RegistrationFormat::Script => print!("{}", r.az_script(&arg.config.display().to_string())),
+    }
+    ExitCode::SUCCESS
+}
+
+fn keys_generate() -> ExitCode {
+    match entra_gateway::identity::signer::generate_pem() {
+        Ok(pem) => {
+            print!("{pem}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("entra-gateway keys generate: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn tenants_sync(arg: &ConfigArg) -> ExitCode {
@@ -226,7 +290,11 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     entra_gateway::crypto::install();
     match cli.command {
-        Command::CheckConfig(arg) => check_config(&arg),
+        Command::CheckConfig { config, online } => check_config(&config, online),
+        Command::AppRegistration { config, format } => app_registration(&config, format),
+        Command::Keys {
+            command: KeysCommand::Generate,
+        } => keys_generate(),
         Command::Run(arg) => {
             let c = match load(&arg) {
                 Ok(c) => c,
@@ -237,13 +305,7 @@ fn main() -> ExitCode {
                 Err(e) => start_error(e),
             }
         }
-        Command::Demo { listen } => match entra_gateway::demo::run(entra_gateway::demo::DemoOptions { listen }) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("entra-gateway demo: {e}");
-                ExitCode::from(1)
-            }
-        },
+        Command::Demo { listen } => demo(listen),
         Command::Directory {
             command: DirectoryCommand::Import { file, config },
         } => directory_import(&file, &config),
@@ -257,6 +319,26 @@ fn main() -> ExitCode {
             command: TenantsCommand::Sync(arg),
         } => tenants_sync(&arg),
     }
+}
+
+#[cfg(feature = "demo")]
+fn demo(listen: std::net::SocketAddr) -> ExitCode {
+    match entra_gateway::demo::run(entra_gateway::demo::DemoOptions { listen }) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("entra-gateway demo: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// A production build (`--no-default-features`) has no mock Entra to run.
+/// The subcommand still parses, so the command line is the same in every
+/// build, and asking for it is an argument this build cannot honour: exit 2.
+#[cfg(not(feature = "demo"))]
+fn demo(_listen: std::net::SocketAddr) -> ExitCode {
+    eprintln!("entra-gateway: this build has no demo: built without the `demo` feature");
+    ExitCode::from(2)
 }
 
 /// The configuration of a gateway with a builtin directory in a shared store,
@@ -303,11 +385,11 @@ fn open_builtin_directory(
             eprintln!("entra-gateway: cannot start: {e}");
             ExitCode::from(1)
         })?;
-    let store = rt.block_on(server::open_store(c)).map_err(|e| {
+    let dir = rt.block_on(server::open_builtin_directory(c)).map_err(|e| {
         eprintln!("entra-gateway: {e}");
         ExitCode::from(1)
     })?;
-    Ok((rt, entra_gateway::directory::builtin::BuiltinDirectory::new(store)))
+    Ok((rt, dir))
 }
 
 fn print_import_problems(file: &std::path::Path, problems: &[String]) {
@@ -389,7 +471,7 @@ fn directory_list(arg: &ConfigArg) -> ExitCode {
             r.key,
             r.kind.as_str(),
             cell(&r.email),
-            cell(&r.tid),
+            cell(&r.tid.as_ref().map(ToString::to_string)),
             cell(&r.oid),
             cell(&r.name),
             cell(&r.client),

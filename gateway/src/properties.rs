@@ -7,7 +7,7 @@
 
 use crate::auth::{param, params};
 use crate::entra::validate::{header, peek_claims};
-use crate::respond::{find_cookie, request_cookies};
+use crate::respond::{cookie_value, find_cookie, request_cookies};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
@@ -93,7 +93,8 @@ fn cookie_headers(values: &[Vec<u8>]) -> HeaderMap {
 
 fn cookies_any_bytes(cases: u32) {
     run(cases, prop::collection::vec(header_bytes(), 0..4), |values| {
-        let cookies = request_cookies(&cookie_headers(&values));
+        let headers = cookie_headers(&values);
+        let cookies = request_cookies(&headers);
         for (name, value) in &cookies {
             prop_assert!(!name.is_empty());
             prop_assert!(!name.contains(';') && !value.contains(';'));
@@ -101,6 +102,8 @@ fn cookies_any_bytes(cases: u32) {
             // The first of a name wins, so a later duplicate cannot shadow it.
             let first = cookies.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
             prop_assert_eq!(find_cookie(&cookies, name), first);
+            // The proxy's copy-free lookup reads exactly the same.
+            prop_assert_eq!(cookie_value(&headers, name), first);
         }
         Ok(())
     });
@@ -141,8 +144,10 @@ fn cookie_found_back(cases: u32) {
             } else {
                 vec![line.into_bytes(), other]
             };
-            let cookies = request_cookies(&cookie_headers(&values));
+            let headers = cookie_headers(&values);
+            let cookies = request_cookies(&headers);
             prop_assert_eq!(find_cookie(&cookies, &name), Some(value.as_str()));
+            prop_assert_eq!(cookie_value(&headers, &name), Some(value.as_str()));
             Ok(())
         },
     );

@@ -148,6 +148,35 @@ pub fn request_cookies(headers: &http::HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The value of the first cookie called `name`, parsed as
+/// [`request_cookies`] parses (the property tests hold them equal) but
+/// without copying anything: this runs on every proxied request.
+pub fn cookie_value<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (n, v) = pair.split_once('=')?;
+            (n.trim() == name && !name.is_empty()).then(|| v.trim())
+        })
+}
+
+/// 401 for a request that cannot be redirected to sign in (XHR, API):
+/// JSON with the login URL, in a header too.
+pub fn unauthorized(portal: &Portal) -> Resp {
+    let mut r = refusal(Reason::NoSession, None, Some(portal), false);
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Cookie realm=\"entra-gateway\""),
+    );
+    if let Ok(v) = HeaderValue::from_str(&portal.path("/auth/login")) {
+        r.headers_mut().insert("x-auth-login-url", v);
+    }
+    r
+}
+
 pub fn find_cookie<'a>(cookies: &'a [(String, String)], name: &str) -> Option<&'a str> {
     cookies.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }

@@ -3,11 +3,13 @@
 
 use crate::app::App;
 use crate::config::{Config, StoreConfig, TwoFactorRequired};
+use crate::directory::builtin::BuiltinDirectory;
+use crate::directory::records::{MemoryRecords, RecordStore};
 use crate::entra::{self, discovery};
 use crate::identity::AssertionSigner;
 use crate::identity::signer::generate_pem;
 use crate::proxy::GatewayProxy;
-use crate::session::{MemoryStore, RedisStore, Store};
+use crate::session::{MemoryStore, RedisStore, SharedValues, Store};
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
 use std::sync::Arc;
@@ -50,20 +52,48 @@ fn control_runtime() -> Result<&'static tokio::runtime::Runtime, StartError> {
     Ok(Box::leak(Box::new(rt)))
 }
 
-async fn connect_store(c: &Config) -> Result<Arc<dyn Store>, StartError> {
+/// The store `session.store` names, and the builtin directory's records
+/// beside it (same server, same prefix).
+struct Backend {
+    store: Arc<dyn Store>,
+    records: Arc<dyn RecordStore>,
+}
+
+async fn connect_backend(c: &Config) -> Result<Backend, StartError> {
     Ok(match &c.session.store {
-        StoreConfig::Memory => Arc::new(MemoryStore::new()),
-        StoreConfig::Redis(target) => Arc::new(
-            RedisStore::connect(target, &c.session.key_prefix)
+        StoreConfig::Memory => Backend {
+            store: Arc::new(MemoryStore::new()),
+            records: Arc::new(MemoryRecords::new()),
+        },
+        StoreConfig::Redis(target) => {
+            let store = RedisStore::connect(target, &c.session.key_prefix)
                 .await
-                .map_err(|e| StartError::Store(e.to_string()))?,
-        ),
+                .map_err(|e| StartError::Store(e.to_string()))?;
+            Backend {
+                records: Arc::new(store.directory_records()),
+                store: Arc::new(store),
+            }
+        }
     })
 }
 
-/// The store a configuration names, for subcommands that work on shared state.
-pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
-    connect_store(config).await
+pub async fn connect_store(c: &Config) -> Result<Arc<dyn Store>, StartError> {
+    connect_backend(c).await.map(|b| b.store)
+}
+
+/// The builtin directory of a configuration, a directory an earlier version
+/// wrote moved in first (see [`BuiltinDirectory::migrate_legacy`]).
+pub async fn open_builtin_directory(config: &Config) -> Result<BuiltinDirectory, StartError> {
+    let b = connect_backend(config).await?;
+    builtin_directory(&b).await
+}
+
+async fn builtin_directory(b: &Backend) -> Result<BuiltinDirectory, StartError> {
+    let dir = BuiltinDirectory::new(b.records.clone());
+    dir.migrate_legacy(b.store.as_ref())
+        .await
+        .map_err(|e| StartError::Store(format!("moving the builtin directory to its new layout: {e}")))?;
+    Ok(dir)
 }
 
 /// Fetches discovery, retrying briefly on network errors (a gateway started
@@ -87,51 +117,56 @@ async fn load_metadata(http: &reqwest::Client, c: &Config) -> Result<discovery::
     unreachable!("the loop returns")
 }
 
-async fn load_signer(c: &Config, store: &dyn Store) -> Result<AssertionSigner, StartError> {
-    let pem = match &c.identity.signing_key {
-        Some(path) => {
-            std::fs::read_to_string(path).map_err(|e| StartError::SigningKey(format!("{}: {e}", path.display())))?
-        }
+async fn load_signer(c: &Config, store: &dyn SharedValues) -> Result<AssertionSigner, StartError> {
+    let files = c.identity.key_files();
+    let pems: Vec<String> = if files.is_empty() {
         // Shared through the store so every instance signs with one key.
-        None => {
-            tracing::warn!(
-                event = "signing_key_in_store",
-                "identity.signing_key is not set: the assertion signing key is generated and kept in the \
-                 session store, where anyone who can read the store can sign assertions; prefer a key file \
-                 or mounted secret (docs/security.md)"
-            );
-            let candidate = generate_pem().map_err(|e| StartError::SigningKey(e.to_string()))?;
+        tracing::warn!(
+            event = "signing_key_in_store",
+            "identity.signing_key is not set: the assertion signing key is generated and kept in the \
+             session store, where anyone who can read the store can sign assertions; prefer a key file \
+             or mounted secret (docs/security.md)"
+        );
+        let candidate = generate_pem().map_err(|e| StartError::SigningKey(e.to_string()))?;
+        vec![
             store
                 .get_or_init("assertion_signing_key", &candidate)
                 .await
-                .map_err(|e| StartError::Store(e.to_string()))?
-        }
+                .map_err(|e| StartError::Store(e.to_string()))?,
+        ]
+    } else {
+        files
+            .iter()
+            .map(|path| {
+                std::fs::read_to_string(path).map_err(|e| StartError::SigningKey(format!("{}: {e}", path.display())))
+            })
+            .collect::<Result<_, _>>()?
     };
-    AssertionSigner::from_pem(&pem, &c.identity).map_err(|e| StartError::SigningKey(e.to_string()))
+    let pems: Vec<&str> = pems.iter().map(String::as_str).collect();
+    AssertionSigner::from_pems(&pems, &c.identity).map_err(|e| StartError::SigningKey(e.to_string()))
 }
 
 /// Builds the shared state (async part of start-up).
 pub async fn build_app(config: Config) -> Result<Arc<App>, StartError> {
     crate::crypto::install();
     let http = entra::http_client();
-    let store = connect_store(&config).await?;
+    let backend = connect_backend(&config).await?;
     let metadata = load_metadata(&http, &config).await?;
-    let signer = load_signer(&config, store.as_ref()).await?;
+    let signer = load_signer(&config, backend.store.as_ref()).await?;
     let directory: Option<Arc<dyn crate::directory::Directory>> = match &config.directory {
         crate::config::Directory::Open => None,
-        crate::config::Directory::Builtin => Some(Arc::new(crate::directory::builtin::BuiltinDirectory::new(
-            store.clone(),
-        ))),
+        crate::config::Directory::Builtin => Some(Arc::new(builtin_directory(&backend).await?)),
         crate::config::Directory::Http { lookup_url, create_url } => Some(Arc::new(
             crate::directory::http::HttpDirectory::new(http.clone(), lookup_url.clone(), create_url.clone()),
         )),
     };
-    let app = Arc::new(App::new(config, store, http, metadata, signer, directory));
+    let app = Arc::new(App::new(config, backend.store, http, metadata, signer, directory));
     // Every instance drops what any instance revoked (Redis pub/sub).
-    tokio::spawn(app.clone().follow_revocations());
+    let follower = app.clone();
+    tokio::spawn(async move { follower.sessions.follow_revocations().await });
     // Multi-tenant keys are fetched per token tenant, once it is allowed.
     if app.config.entra.tenant_type == crate::config::TenantType::Single
-        && let Err(e) = app.jwks.refresh(&app.metadata.jwks_uri).await
+        && let Err(e) = app.tenants.jwks.refresh(app.tenants.metadata.jwks_uri.as_str()).await
     {
         // Not fatal: the first sign-in fetches again.
         tracing::warn!(event = "jwks_initial_fetch_failed", error = %e);
@@ -146,7 +181,7 @@ async fn csp_loop(app: Arc<App>) {
     let poll = Duration::from_secs(30).min(interval);
     let mut next_sync = tokio::time::Instant::now();
     loop {
-        app.csp_refresh_from_store().await;
+        app.tenants.csp_refresh_from_store().await;
         if tokio::time::Instant::now() >= next_sync {
             let lease = interval
                 .saturating_sub(Duration::from_secs(5))
@@ -230,8 +265,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
         tick.tick().await;
         loop {
             tick.tick().await;
-            for uri in bg.jwks.refresh_due() {
-                if let Err(e) = bg.jwks.refresh(&uri).await {
+            for uri in bg.tenants.jwks.refresh_due() {
+                if let Err(e) = bg.tenants.jwks.refresh(&uri).await {
                     tracing::warn!(event = "jwks_refresh_failed", error = %e);
                 }
             }

@@ -31,10 +31,47 @@ fn check_config_passes_on_the_example_and_prints_what_to_register() {
         "redirect URI:             https://halo.example.com/auth/account/azureresponse",
         "redirect URI:             https://halo.example.com/portal/auth/account/azureresponse",
         "front-channel logout URL: https://halo.example.com/auth/account/frontchannel-logout",
-        "front-channel logout URL: https://halo.example.com/portal/auth/account/frontchannel-logout",
+        "redirect URI:             https://halo.example.com/portal/auth/logged-out   (post-logout redirect URI)",
+        "xms_edov",
+        "ID tokens (implicit and hybrid flows): on",
     ] {
         assert!(stdout.contains(expected), "missing {expected:?} in\n{stdout}");
     }
+    // An App Registration holds exactly one front-channel logout URL.
+    assert_eq!(stdout.matches("front-channel logout URL").count(), 1, "{stdout}");
+}
+
+#[test]
+fn app_registration_prints_the_manifest_and_keys_generate_a_usable_key() {
+    let out = bin()
+        .args(["app-registration", "--format", "json", "--config"])
+        .arg(example())
+        .env_remove("ENTRA_CLIENT_SECRET")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let manifest: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        manifest["web"]["logoutUrl"],
+        "https://halo.example.com/auth/account/frontchannel-logout"
+    );
+    assert_eq!(manifest["web"]["implicitGrantSettings"]["enableIdTokenIssuance"], true);
+    let script = bin()
+        .args(["app-registration", "--config"])
+        .arg(example())
+        .env_remove("ENTRA_CLIENT_SECRET")
+        .output()
+        .unwrap();
+    let script = String::from_utf8_lossy(&script.stdout);
+    assert!(script.starts_with("#!/usr/bin/env bash"), "{script}");
+    assert!(script.contains("az rest --method PATCH"), "{script}");
+
+    let key = bin().args(["keys", "generate"]).output().unwrap();
+    assert!(key.status.success());
+    let pem = String::from_utf8(key.stdout).unwrap();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{pem}");
+    let again = bin().args(["keys", "generate"]).output().unwrap();
+    assert_ne!(pem.as_bytes(), again.stdout.as_slice(), "a new key each time");
 }
 
 #[test]

@@ -237,3 +237,58 @@ fn configuration_and_argument_errors_exit_2_runtime_errors_exit_1() {
     let out = run(&["directory", "list"], &cfg);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
 }
+
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli is installed with redis-server");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_directory_in_the_previous_layout_is_moved_into_the_hashes() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), redis.port, |t| t);
+    // As the version before the hashes left it: JSON values, a JSON key list
+    // (naming one key whose record was never written), index values.
+    let ann = format!(
+        r#"{{"key":"ann","kind":"agent","email":"ann@contoso.com","tid":"{T1}","oid":"A-OID","name":"Ann","client":null,"disabled":false}}"#
+    );
+    redis_cli(redis.port, &["SET", "entra_gw:v:dir:u:ann", &ann]);
+    redis_cli(redis.port, &["SET", "entra_gw:v:dir:email:ann@contoso.com", "ann"]);
+    redis_cli(redis.port, &["SET", "entra_gw:v:dir:keys", r#"["ann","ghost"]"#]);
+
+    let list = stdout_ok(&run(&["directory", "list"], &cfg));
+    assert_eq!(
+        list.lines().nth(1),
+        Some(format!("ann\tagent\tann@contoso.com\t{T1}\tA-OID\tAnn\t-\tfalse").as_str()),
+        "{list}"
+    );
+    assert_eq!(list.lines().count(), 2, "{list}");
+    assert_eq!(redis_cli(redis.port, &["HGET", "entra_gw:dir:{d}:users", "ann"]), ann);
+    assert_eq!(
+        redis_cli(redis.port, &["HGET", "entra_gw:dir:{d}:emails", "ann@contoso.com"]),
+        "ann"
+    );
+    assert_eq!(
+        redis_cli(redis.port, &["HGET", "entra_gw:dir:{d}:ids", &format!("{T1}:a-oid")]),
+        "ann"
+    );
+    // Moved once: the legacy list is emptied, the legacy record kept.
+    assert_eq!(redis_cli(redis.port, &["GET", "entra_gw:v:dir:keys"]), "[]");
+    assert_eq!(redis_cli(redis.port, &["GET", "entra_gw:v:dir:u:ann"]), ann);
+
+    // And the moved record is a record like any other: importing it again
+    // changes nothing.
+    let csv = dir.path().join("users.csv");
+    std::fs::write(
+        &csv,
+        format!("key,kind,email,tid,oid,name\nann,agent,ann@contoso.com,{T1},A-OID,Ann\n"),
+    )
+    .unwrap();
+    assert!(stdout_ok(&import(&csv, &cfg)).contains("0 added, 0 updated, 1 unchanged"));
+}

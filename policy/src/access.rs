@@ -31,24 +31,154 @@ pub fn auto_redirect(kind: crate::PortalKind, agents: bool, users: bool, client_
     }
 }
 
+/// The SSO switches of the settings page that say where SSO applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SsoSwitches {
+    pub published: bool,
+    pub agents: bool,
+    pub users: bool,
+}
+
+impl SsoSwitches {
+    /// Whether a portal of this kind gets SSO at all.
+    pub fn enabled_for(&self, kind: crate::PortalKind) -> bool {
+        self.published
+            && match kind {
+                crate::PortalKind::Agent => self.agents,
+                crate::PortalKind::User => self.users,
+            }
+    }
+}
+
+/// What the request's session cookie led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// No cookie, or one that names no live session valid here.
+    None,
+    /// A live session of this portal (and client).
+    Valid,
+}
+
+/// Everything the access decision depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessFacts {
+    /// SSO is on for the portal.
+    pub sso: bool,
+    /// The path matches `routes.public`.
+    pub public: bool,
+    pub session: SessionState,
+    /// The browser chose "use a local account" (the app's own login).
+    pub local_account: bool,
+    /// A top-level browser navigation (may be redirected to sign in).
+    pub navigation: bool,
+    /// A sign-in skips the login page (see [`auto_redirect`]).
+    pub auto_redirect: bool,
+}
+
+/// Why a request goes to the app without identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bypass {
+    SsoOff,
+    Public,
+    LocalAccount,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// Forward with the session's identity.
     Forward,
-    /// Forward without identity (SSO off for this portal, or a public route).
-    Transparent,
-    /// Send the browser to sign in.
-    StartLogin,
+    /// Forward without identity.
+    Transparent(Bypass),
+    /// Send the browser to sign in: straight to Entra, or the login page.
+    StartLogin { auto_redirect: bool },
     /// 401 JSON.
     Unauthorized,
 }
 
-pub fn decide(sso_enabled: bool, public_route: bool, has_session: bool, navigation: bool) -> Access {
-    match (sso_enabled, public_route, has_session, navigation) {
-        (false, ..) | (_, true, false, _) => Access::Transparent,
-        (true, _, true, _) => Access::Forward,
-        (true, false, false, true) => Access::StartLogin,
-        (true, false, false, false) => Access::Unauthorized,
+pub fn decide(f: &AccessFacts) -> Access {
+    let has_session = f.session == SessionState::Valid;
+    if f.sso && has_session {
+        return Access::Forward;
+    }
+    if f.public {
+        return Access::Transparent(Bypass::Public);
+    }
+    if !f.sso {
+        return Access::Transparent(Bypass::SsoOff);
+    }
+    // "Use a local account": the app's own login, until an SSO sign-in.
+    if f.local_account {
+        return Access::Transparent(Bypass::LocalAccount);
+    }
+    if f.navigation {
+        Access::StartLogin {
+            auto_redirect: f.auto_redirect,
+        }
+    } else {
+        Access::Unauthorized
+    }
+}
+
+/// What became of a request: the `outcome` label of the requests metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Failed before anything else was decided.
+    Error,
+    BadRequest,
+    /// One of the gateway's fixed endpoints.
+    Gateway,
+    NoPortal,
+    /// The gateway's own `/auth/*` pages.
+    Auth,
+    Forwarded,
+    Public,
+    LocalAccount,
+    Transparent,
+    Login,
+    Unauthorized,
+    StoreUnavailable,
+    /// Forwarded, but the upstream failed.
+    UpstreamError,
+}
+
+impl Outcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Error => "error",
+            Outcome::BadRequest => "bad_request",
+            Outcome::Gateway => "gateway",
+            Outcome::NoPortal => "no_portal",
+            Outcome::Auth => "auth",
+            Outcome::Forwarded => "forwarded",
+            Outcome::Public => "public",
+            Outcome::LocalAccount => "local_account",
+            Outcome::Transparent => "transparent",
+            Outcome::Login => "login",
+            Outcome::Unauthorized => "unauthorized",
+            Outcome::StoreUnavailable => "store_unavailable",
+            Outcome::UpstreamError => "upstream_error",
+        }
+    }
+
+    /// Whether the request was handed to the upstream.
+    pub fn is_proxied(self) -> bool {
+        matches!(
+            self,
+            Outcome::Forwarded | Outcome::Public | Outcome::LocalAccount | Outcome::Transparent
+        )
+    }
+}
+
+impl From<Access> for Outcome {
+    fn from(a: Access) -> Self {
+        match a {
+            Access::Forward => Outcome::Forwarded,
+            Access::Transparent(Bypass::SsoOff) => Outcome::Transparent,
+            Access::Transparent(Bypass::Public) => Outcome::Public,
+            Access::Transparent(Bypass::LocalAccount) => Outcome::LocalAccount,
+            Access::StartLogin { .. } => Outcome::Login,
+            Access::Unauthorized => Outcome::Unauthorized,
+        }
     }
 }
 
@@ -103,21 +233,78 @@ mod tests {
     #[test]
     fn decision_table() {
         use Access::*;
+        use SessionState::{None as NoSession, Valid};
+        let f = |sso, public, session, local_account, navigation| AccessFacts {
+            sso,
+            public,
+            session,
+            local_account,
+            navigation,
+            auto_redirect: true,
+        };
         let cases = [
-            ((false, false, false, true), Transparent),
-            ((false, false, true, true), Transparent),
-            ((true, true, false, true), Transparent),
-            ((true, true, true, false), Forward),
-            ((true, false, true, false), Forward),
-            ((true, false, false, true), StartLogin),
-            ((true, false, false, false), Unauthorized),
+            (f(false, false, NoSession, false, true), Transparent(Bypass::SsoOff)),
+            (f(false, false, Valid, false, true), Transparent(Bypass::SsoOff)),
+            (f(false, true, NoSession, false, true), Transparent(Bypass::Public)),
+            (f(true, true, NoSession, false, true), Transparent(Bypass::Public)),
+            (f(true, true, Valid, false, false), Forward),
+            (f(true, false, Valid, false, false), Forward),
+            (
+                f(true, false, NoSession, false, true),
+                StartLogin { auto_redirect: true },
+            ),
+            (f(true, false, NoSession, false, false), Unauthorized),
+            // A local-account browser reaches the app's own login...
+            (f(true, false, NoSession, true, true), Transparent(Bypass::LocalAccount)),
+            (
+                f(true, false, NoSession, true, false),
+                Transparent(Bypass::LocalAccount),
+            ),
+            (f(true, true, NoSession, true, false), Transparent(Bypass::Public)),
+            // ...until it signs in with SSO: then identity goes with it.
+            (f(true, false, Valid, true, true), Forward),
         ];
-        for ((sso, public, session, nav), want) in cases {
-            assert_eq!(
-                decide(sso, public, session, nav),
-                want,
-                "{sso} {public} {session} {nav}"
-            );
+        for (facts, want) in cases {
+            assert_eq!(decide(&facts), want, "{facts:?}");
         }
+        let page = AccessFacts {
+            auto_redirect: false,
+            ..f(true, false, NoSession, false, true)
+        };
+        assert_eq!(decide(&page), StartLogin { auto_redirect: false });
+    }
+
+    #[test]
+    fn outcomes_follow_the_access_decision() {
+        assert_eq!(Outcome::from(Access::Forward).label(), "forwarded");
+        assert_eq!(Outcome::from(Access::Transparent(Bypass::Public)).label(), "public");
+        assert_eq!(
+            Outcome::from(Access::Transparent(Bypass::LocalAccount)).label(),
+            "local_account"
+        );
+        assert_eq!(
+            Outcome::from(Access::Transparent(Bypass::SsoOff)).label(),
+            "transparent"
+        );
+        assert_eq!(
+            Outcome::from(Access::StartLogin { auto_redirect: false }).label(),
+            "login"
+        );
+        assert!(Outcome::Forwarded.is_proxied() && !Outcome::Login.is_proxied());
+    }
+
+    #[test]
+    fn sso_switches() {
+        use crate::PortalKind::{Agent, User};
+        let s = |published, agents, users| SsoSwitches {
+            published,
+            agents,
+            users,
+        };
+        assert!(s(true, true, false).enabled_for(Agent));
+        assert!(!s(true, true, false).enabled_for(User));
+        assert!(s(true, false, true).enabled_for(User));
+        assert!(!s(false, true, true).enabled_for(Agent));
+        assert!(!s(false, true, true).enabled_for(User));
     }
 }

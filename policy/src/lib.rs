@@ -10,12 +10,15 @@ pub mod claims;
 pub mod cookies;
 pub mod headers;
 pub mod ids;
+pub mod lifetime;
 pub mod matching;
 pub mod origin;
 pub mod paths;
 pub mod portal;
 pub mod ratelimit;
 pub mod reason;
+pub mod route;
+pub mod signin;
 pub mod state;
 pub mod tenants;
 

@@ -15,7 +15,7 @@ pub fn is_valid_state(state: &str) -> bool {
     (STATE_TAG_LEN..=MAX_STATE_LEN).contains(&state.len()) && state.bytes().all(is_base64url)
 }
 
-/// The login cookie's value: when the sign-in started (unix milliseconds, to
+/// The login cookie's value: when the sign-in started (unix microseconds, to
 /// drop the truly oldest pending sign-ins first, tabs within a second included) and the browser binding.
 pub fn login_cookie_value(started: i64, binding: &str) -> String {
     format!("{started}.{binding}")

@@ -13,8 +13,8 @@ pub use browser::{Browser, FormPost, SetCookie};
 pub use processes::{GatewayProcess, RedisServer, free_port, gateway_bin, redis_cli};
 pub use topologies::{RedisCluster, RedisSentinels, TlsRedis};
 
-use entra_gateway::demo::app::{DemoAppConfig, start as start_app};
-use entra_gateway::demo::mock_entra::{MockApp, MockEntra, MockEntraConfig, MockUser};
+use mock_entra::app::{DemoAppConfig, start as start_app};
+use mock_entra::{MockApp, MockEntra, MockEntraConfig, MockUser};
 use std::net::SocketAddr;
 
 pub const TENANT: &str = "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa";
@@ -349,10 +349,10 @@ pub async fn attempt_at(
     h: &Harness,
     b: &Browser,
     start: &str,
-    mutate: impl FnOnce(&mut entra_gateway::demo::mock_entra::TokenSpec),
+    mutate: impl FnOnce(&mut mock_entra::TokenSpec),
 ) -> browser::Resp {
     let a = b.begin_login(start).await;
-    let mut spec = entra_gateway::demo::mock_entra::TokenSpec {
+    let mut spec = mock_entra::TokenSpec {
         user: "alice@contoso.example".into(),
         client_id: CLIENT_ID.into(),
         nonce: a.param("nonce").map(str::to_string),
@@ -370,11 +370,7 @@ pub async fn attempt_at(
     b.deliver(&fp).await
 }
 
-pub async fn attempt(
-    h: &Harness,
-    b: &Browser,
-    mutate: impl FnOnce(&mut entra_gateway::demo::mock_entra::TokenSpec),
-) -> browser::Resp {
+pub async fn attempt(h: &Harness, b: &Browser, mutate: impl FnOnce(&mut mock_entra::TokenSpec)) -> browser::Resp {
     attempt_at(h, b, "/", mutate).await
 }
 

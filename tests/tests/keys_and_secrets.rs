@@ -4,9 +4,9 @@
 //! signing key file must be private.
 
 use e2e::*;
-use entra_gateway::demo::mock_entra::TokenSpec;
 use entra_gateway::session::{SessionId, state_digest};
 use futures_util::StreamExt;
+use mock_entra::TokenSpec;
 use serde_json::{Value, json};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -282,11 +282,11 @@ async fn a_private_key_file_runs_and_a_generated_key_is_warned_about() {
     let (_, key) = example_with_key(dir.path(), 0o600);
     let port = free_port();
     let portal = format!("http://127.0.0.1:{port}");
-    let entra = entra_gateway::demo::mock_entra::MockEntra::start(mock_config(&portal), "127.0.0.1:0".parse().unwrap())
+    let entra = mock_entra::MockEntra::start(mock_config(&portal), "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let app = entra_gateway::demo::app::start(
-        entra_gateway::demo::app::DemoAppConfig {
+    let app = mock_entra::app::start(
+        mock_entra::app::DemoAppConfig {
             jwks_url: format!("{portal}/.well-known/entra-gateway/jwks.json"),
             audience: AUDIENCE.into(),
         },

@@ -17,7 +17,7 @@ fn multi(allowed: &[&str]) -> Options {
     }
 }
 
-fn set(spec: &mut entra_gateway::demo::mock_entra::TokenSpec, k: &str, v: Value) {
+fn set(spec: &mut mock_entra::TokenSpec, k: &str, v: Value) {
     spec.claims.insert(k.into(), v);
 }
 
@@ -109,10 +109,7 @@ async fn a_tenant_not_on_the_list_is_refused_before_anything_is_fetched_for_it()
 }
 
 /// Each issuer/tenant rule, with alice's otherwise valid token.
-async fn refused_in_multi(
-    mutate: impl FnOnce(&mut entra_gateway::demo::mock_entra::TokenSpec, &Harness),
-    reason: &str,
-) {
+async fn refused_in_multi(mutate: impl FnOnce(&mut mock_entra::TokenSpec, &Harness), reason: &str) {
     let h = Harness::start(multi(&[TENANT, OTHER_TENANT])).await;
     let b = h.browser();
     assert_eq!(
@@ -232,11 +229,11 @@ async fn a_clients_login_goes_to_its_tenant_and_requires_its_tid() {
     o.extra_yaml = o.extra_yaml.replace("PORT", &port.to_string());
     // Start by hand to use the port chosen above.
     let portal = format!("http://127.0.0.1:{port}");
-    let entra = entra_gateway::demo::mock_entra::MockEntra::start(mock_config(&portal), "127.0.0.1:0".parse().unwrap())
+    let entra = mock_entra::MockEntra::start(mock_config(&portal), "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let app = entra_gateway::demo::app::start(
-        entra_gateway::demo::app::DemoAppConfig {
+    let app = mock_entra::app::start(
+        mock_entra::app::DemoAppConfig {
             jwks_url: format!("{portal}/.well-known/entra-gateway/jwks.json"),
             audience: AUDIENCE.into(),
         },
@@ -269,7 +266,7 @@ async fn a_clients_login_goes_to_its_tenant_and_requires_its_tid() {
     // A genuine token of another (allowed) tenant is refused on a contoso login.
     let b = Browser::new(&format!("http://localhost:{port}"), false);
     let a = b.begin_login("/").await;
-    let token = h_entra.mint(&entra_gateway::demo::mock_entra::TokenSpec {
+    let token = h_entra.mint(&mock_entra::TokenSpec {
         user: "mallory@fabrikam.example".into(),
         client_id: CLIENT_ID.into(),
         nonce: a.param("nonce").map(str::to_string),

@@ -236,7 +236,7 @@ async fn several_logins_in_one_browser_each_complete_and_login_cookies_are_bound
     assert_eq!(logins(&b), 0, "completed logins clear their cookies");
 
     // Eight tabs opened within a second all stay pending; a ninth evicts
-    // the one opened first (ordered by milliseconds, not by cookie order).
+    // the one opened first (ordered by microseconds, not by cookie order).
     let b = h.browser();
     let mut tabs = Vec::new();
     for i in 0..9 {

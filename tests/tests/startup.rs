@@ -2,7 +2,7 @@
 //! it must not trust.
 
 use e2e::*;
-use entra_gateway::demo::mock_entra::MockEntra;
+use mock_entra::MockEntra;
 use serde_json::json;
 use std::process::Command;
 

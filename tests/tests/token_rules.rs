@@ -3,7 +3,7 @@
 //! token, so a refusal is the rule's doing and not a broken harness.
 
 use e2e::*;
-use entra_gateway::demo::mock_entra::{Signing, TokenSpec};
+use mock_entra::{Signing, TokenSpec};
 use serde_json::{Value, json};
 
 fn now() -> i64 {

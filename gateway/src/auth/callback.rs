@@ -101,7 +101,8 @@ async fn complete(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Resul
 
     // Single use: whatever happens next, this state is gone.
     let record = app
-        .store_op("take_login", app.store.take_login(state))
+        .logins
+        .take_login(state)
         .await
         .map_err(|_| Reason::StoreUnavailable)?;
     let clear = Some(cookie_name.clone());
@@ -134,11 +135,8 @@ async fn complete(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Resul
         });
     }
 
-    let login_tenant: Option<TenantId> = record.tenant.as_deref().and_then(|t| t.parse().ok());
-    let token_endpoint = match &login_tenant {
-        Some(t) => app.for_tenant(&app.metadata.token_endpoint, t),
-        None => app.metadata.token_endpoint.clone(),
-    };
+    let login_tenant: Option<TenantId> = record.tenant.clone();
+    let token_endpoint = app.tenants.token_endpoint(login_tenant.as_ref());
     let (id_token, code) = match &record.pkce_verifier {
         Some(verifier) => {
             let code = param(&p, "code").ok_or_else(|| refuse(Reason::TokenMissing))?;
@@ -151,7 +149,7 @@ async fn complete(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Resul
             let token = exchange(
                 &app.http,
                 CodeExchange {
-                    token_endpoint: &token_endpoint,
+                    token_endpoint: token_endpoint.as_str(),
                     client_id: app.config.entra.client_id.as_str(),
                     client_secret: secret,
                     code,
@@ -177,7 +175,7 @@ async fn complete(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Resul
         ),
     };
 
-    let tenants = app.tenant_policy();
+    let tenants = app.tenants.policy();
     let expect = TokenExpectations {
         issuer_host: &app.config.entra.issuer_host,
         client_id: &app.config.entra.client_id,
@@ -204,8 +202,8 @@ async fn complete(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Resul
             tid: named.map(|t| t.to_string()),
         }
     })?;
-    let jwks_uri = app.for_tenant(&app.metadata.jwks_uri, &tid);
-    let identity = validate_id_token(&app.jwks, &jwks_uri, &id_token, &expect)
+    let jwks_uri = app.tenants.jwks_uri(&tid);
+    let identity = validate_id_token(&app.tenants.jwks, jwks_uri.as_str(), &id_token, &expect)
         .await
         .map_err(refuse)?;
     if let (Some(code), Some(h)) = (code, unverified.c_hash.as_deref())
@@ -244,17 +242,12 @@ async fn create_session(
     let portal = app.portal(cx.portal);
     let cfg = &app.config.session;
     let now = now_unix();
-    let remember = record.remember_me && app.config.sso.remember_me;
-    let (idle, absolute) = if remember {
-        let d = (app.config.sso.remember_me_days * 86_400) as i64;
-        (d, d)
-    } else {
-        (cfg.idle_timeout.as_secs() as i64, cfg.absolute_timeout.as_secs() as i64)
-    };
+    let life = policy::lifetime::lifetimes(&app.config.sso.lifetime_settings(cfg), record.remember_me);
+    let (remember, idle, absolute) = (life.remember, life.idle_secs, life.absolute_secs);
     let session = Session {
         portal: portal.name.clone(),
-        portal_kind: portal.kind.as_str().to_string(),
-        tid: id.tid.to_string(),
+        portal_kind: portal.kind,
+        tid: id.tid.clone(),
         oid: id.oid.clone(),
         sub: id.sub.clone(),
         issuer: id.issuer.clone(),
@@ -277,16 +270,13 @@ async fn create_session(
     let session_cookie = session_cookie_name(&cfg.cookie_name, &portal.name, cx.secure_cookies);
     let cookies = respond::request_cookies(req.headers());
     if let Some(old) = respond::find_cookie(&cookies, &session_cookie).and_then(SessionId::parse) {
-        let _ = app.end_sessions(&[old.key()], "replaced").await;
+        let _ = app.sessions.end(&[old.key()], "replaced").await;
     }
     let sid = SessionId::generate();
-    app.store_op(
-        "put_session",
-        app.store
-            .put_session(&sid.key(), &session, app.session_ttl(&session, now)),
-    )
-    .await
-    .map_err(|_| Reason::StoreUnavailable)?;
+    app.sessions
+        .create(&sid.key(), &session)
+        .await
+        .map_err(|_| Reason::StoreUnavailable)?;
 
     let mut resp = respond::redirect(303, &record.return_to);
     let max_age = remember.then_some(absolute);

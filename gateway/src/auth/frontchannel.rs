@@ -21,19 +21,19 @@ pub async fn handle(app: &App, req: &Request<Bytes>, _cx: &RequestContext) -> Re
 }
 
 async fn end_by_sid(app: &App, sid: &str, iss: Option<&str>) -> usize {
-    let Ok(ids) = app.store_op("sessions_by_sid", app.store.sessions_by_sid(sid)).await else {
+    let Ok(ids) = app.sessions.by_sid(sid).await else {
         return 0;
     };
     let mut matching = Vec::new();
     for id in ids {
-        if let Ok(Some(s)) = app.store_op("get_session", app.store.get_session(&id)).await
+        if let Ok(Some(s)) = app.sessions.get(&id).await
             // A logout for another issuer's sid must not end our sessions.
             && iss.is_none_or(|i| i.eq_ignore_ascii_case(&s.issuer))
         {
             matching.push(id);
         }
     }
-    app.end_sessions(&matching, "frontchannel").await.unwrap_or(0)
+    app.sessions.end(&matching, "frontchannel").await.unwrap_or(0)
 }
 
 /// 200, never cached, framable by the authority only.
@@ -43,9 +43,12 @@ fn answer(app: &App) -> Resp {
     h.remove("x-frame-options");
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    let origin = url::Url::parse(&app.metadata.authorization_endpoint)
-        .map(|u| u.origin().ascii_serialization())
-        .unwrap_or_default();
+    let origin = app
+        .tenants
+        .metadata
+        .authorization_endpoint
+        .origin()
+        .ascii_serialization();
     if let Ok(v) = HeaderValue::from_str(&format!("default-src 'none'; frame-ancestors {origin}")) {
         h.insert("content-security-policy", v);
     }

@@ -17,7 +17,7 @@ pub async fn login_entry(app: &App, req: &Request<Bytes>, cx: &RequestContext) -
     let p = params(req);
     let rd = param(&p, "rd");
     let forced_page = param(&p, "local") == Some("1");
-    if !forced_page && app.auto_redirect(cx) {
+    if !forced_page && cx.auto_redirect(&app.config) {
         return super::login::start(app, req, cx, rd, app.config.sso.remember_me_default).await;
     }
     page(app, cx, rd)
@@ -45,7 +45,7 @@ pub fn page(app: &App, cx: &RequestContext, rd: Option<&str>) -> Resp {
             remember_me: app.config.sso.remember_me,
             remember_me_days: app.config.sso.remember_me_days,
         }),
-        Some(&app.metadata.authorization_endpoint),
+        Some(app.tenants.metadata.authorization_endpoint.as_str()),
     )
 }
 

@@ -4,7 +4,7 @@
 use super::RequestContext;
 use crate::app::App;
 use crate::respond::{self, Resp};
-use crate::session::{LoginRecord, now_unix, now_unix_ms, random_token};
+use crate::session::{LoginRecord, now_unix, now_unix_us, random_token};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
@@ -23,7 +23,7 @@ pub const MAX_PENDING_LOGINS: usize = 8;
 pub const STATE_TAG_LEN: usize = policy::state::STATE_TAG_LEN;
 
 /// Login cookies already in the browser, oldest first (by the start time in
-/// milliseconds that each cookie carries: tabs opened within one second are
+/// microseconds that each cookie carries: tabs opened within one second are
 /// still told apart).
 fn pending_login_cookies(app: &App, req: &Request<Bytes>) -> Vec<(String, i64)> {
     let base = format!("{}_login_", app.config.session.cookie_name);
@@ -37,6 +37,15 @@ fn pending_login_cookies(app: &App, req: &Request<Bytes>) -> Vec<(String, i64)> 
         .collect();
     v.sort_by_key(|(_, t)| *t);
     v
+}
+
+/// A navigation that needs a session, where sign-in is not automatic: to
+/// the login page, which brings the browser back to `rd` afterwards.
+pub fn to_login_page(portal: &crate::config::Portal, rd: Option<&str>) -> Resp {
+    let q: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("rd", rd.unwrap_or("/"))
+        .finish();
+    respond::redirect(302, &format!("{}?{q}", portal.path("/auth/login")))
 }
 
 pub async fn start(app: &App, req: &Request<Bytes>, cx: &RequestContext, rd: Option<&str>, remember_me: bool) -> Resp {
@@ -60,14 +69,13 @@ pub async fn start(app: &App, req: &Request<Bytes>, cx: &RequestContext, rd: Opt
     let binding = random_token(16);
     let pkce_verifier = entra.client_secret.as_ref().map(|_| random_token(32));
     let now = now_unix();
-    let now_ms = now_unix_ms();
+    let now_us = now_unix_us();
     let client = cx.client.map(|i| &app.config.clients[i]);
-    // The tenant this login is sent to: the app's own (single-tenant), a
-    // client's own (its branded sign-in), else the multi-tenant authority.
-    let tenant = match entra.tenant_type {
-        crate::config::TenantType::Single => Some(entra.tenant_id.clone()),
-        crate::config::TenantType::Multi => client.and_then(|c| c.tenant_id.clone()),
-    };
+    let tenant = policy::signin::login_tenant(
+        entra.tenant_type,
+        &entra.tenant_id,
+        client.and_then(|c| c.tenant_id.as_ref()),
+    );
     let redirect_uri = format!("{}/auth/account/azureresponse", cx.portal_url);
     let record = LoginRecord {
         portal: portal.name.clone(),
@@ -76,25 +84,16 @@ pub async fn start(app: &App, req: &Request<Bytes>, cx: &RequestContext, rd: Opt
         pkce_verifier: pkce_verifier.clone(),
         return_to,
         remember_me,
-        tenant: tenant.as_ref().map(ToString::to_string),
+        tenant: tenant.cloned(),
         client: client.map(|c| c.name.clone()),
         redirect_uri: redirect_uri.clone(),
         started_at: now,
     };
-    if app
-        .store_op("put_login", app.store.put_login(&state, &record, LOGIN_TTL))
-        .await
-        .is_err()
-    {
+    if app.logins.put_login(&state, &record, LOGIN_TTL).await.is_err() {
         return respond::refusal(Reason::StoreUnavailable, None, Some(portal), nav);
     }
 
-    let authorize = match &tenant {
-        Some(t) => app.for_tenant(&app.metadata.authorization_endpoint, t),
-        None => app.metadata.authorization_endpoint.clone(),
-    };
-    let mut url = url::Url::parse(&authorize)
-        .unwrap_or_else(|_| url::Url::parse("https://invalid.invalid/").expect("static URL"));
+    let mut url = app.tenants.authorize_endpoint(tenant);
     {
         let mut q = url.query_pairs_mut();
         q.append_pair("client_id", entra.client_id.as_str());
@@ -112,12 +111,10 @@ pub async fn start(app: &App, req: &Request<Bytes>, cx: &RequestContext, rd: Opt
             q.append_pair("code_challenge", &challenge);
             q.append_pair("code_challenge_method", "S256");
         }
-        // A convenience that skips home-realm discovery, not a control: the
-        // tenant rules apply to whatever token comes back.
-        if let Some(d) = client
-            .and_then(|c| c.federated_domain.as_ref())
-            .or(entra.federated_domain.as_ref())
-        {
+        if let Some(d) = policy::signin::domain_hint(
+            client.and_then(|c| c.federated_domain.as_deref()),
+            entra.federated_domain.as_deref(),
+        ) {
             q.append_pair("domain_hint", d);
         }
     }
@@ -138,7 +135,7 @@ pub async fn start(app: &App, req: &Request<Bytes>, cx: &RequestContext, rd: Opt
     let name = login_cookie_name(&app.config.session.cookie_name, &state[..STATE_TAG_LEN], secure);
     let c = respond::cookie(
         name,
-        policy::state::login_cookie_value(now_ms, &binding),
+        policy::state::login_cookie_value(now_us, &binding),
         secure,
         same_site,
         Some(LOGIN_TTL.as_secs() as i64),

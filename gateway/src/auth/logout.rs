@@ -17,7 +17,7 @@ pub async fn handle(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Res
     let cookie_name = session_cookie_name(&app.config.session.cookie_name, &portal.name, cx.secure_cookies);
     let cookies = respond::request_cookies(req.headers());
     let current = match respond::find_cookie(&cookies, &cookie_name) {
-        Some(v) => match app.session_for_cookie(v, portal, cx.client_name(app)).await {
+        Some(v) => match app.sessions.for_cookie(v, portal, cx.client_name(app)).await {
             Ok(s) => s,
             Err(_) => return respond::refusal(Reason::StoreUnavailable, None, Some(portal), true),
         },
@@ -44,7 +44,7 @@ pub async fn handle(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Res
                 &session.csrf,
                 portal.branding.color.as_deref(),
             ),
-            app.metadata.end_session_endpoint.as_deref(),
+            app.tenants.metadata.end_session_endpoint.as_ref().map(url::Url::as_str),
         );
     }
     end_session(app, cx, portal, &id, &session, cookie_name).await
@@ -58,28 +58,27 @@ async fn end_session(
     s: &Session,
     cookie_name: String,
 ) -> Resp {
-    let slo = app.config.sso.single_logout && app.metadata.end_session_endpoint.is_some();
+    let slo = app.config.sso.single_logout && app.tenants.metadata.end_session_endpoint.is_some();
     let kind = if slo { "single_logout" } else { "local" };
     // Single logout ends the Entra sign-in, so every local session made from
     // it (the other portals' of the same `sid`) ends too, on every instance.
     let mut ids = vec![*id];
     if slo && let Some(sid) = &s.sid {
-        match app.store_op("sessions_by_sid", app.store.sessions_by_sid(sid)).await {
+        match app.sessions.by_sid(sid).await {
             Ok(more) => ids.extend(more.into_iter().filter(|m| m != id)),
             Err(_) => return respond::refusal(Reason::StoreUnavailable, None, Some(portal), true),
         }
     }
-    if app.end_sessions(&ids, kind).await.is_err() {
+    if app.sessions.end(&ids, kind).await.is_err() {
         return respond::refusal(Reason::StoreUnavailable, None, Some(portal), true);
     }
     tracing::info!(
         event = "logout", kind, portal = %portal.name, tid = %s.tid, oid = %s.oid, ended = ids.len()
     );
 
-    let location = match (&app.metadata.end_session_endpoint, slo) {
+    let location = match (&app.tenants.metadata.end_session_endpoint, slo) {
         (Some(end), true) => {
-            let mut url = url::Url::parse(end)
-                .unwrap_or_else(|_| url::Url::parse("https://invalid.invalid/").expect("static URL"));
+            let mut url = end.clone();
             {
                 let mut q = url.query_pairs_mut();
                 q.append_pair("client_id", app.config.entra.client_id.as_str());

@@ -2,7 +2,7 @@
 //! lookups, then `policy::matching` decides (SPEC §6, nOAuth-safe).
 
 use crate::app::App;
-use crate::config::{MatchBy, TenantType};
+use crate::config::TenantType;
 use crate::directory::{Directory, DirectoryError, UserRecord, email_key};
 use crate::session::LoginRecord;
 use policy::claims::VerifiedIdentity;
@@ -15,9 +15,21 @@ pub struct Resolved {
     pub new_user: bool,
 }
 
+/// Lookups only fail when the directory cannot answer.
 fn unavailable(e: DirectoryError) -> Reason {
-    tracing::warn!(event = "directory_error", error = %e);
-    Reason::DirectoryUnavailable
+    refused(e)
+}
+
+/// The refusal a directory error means; outages and configuration gaps are
+/// the operator's to see in the log.
+fn refused(e: DirectoryError) -> Reason {
+    match &e {
+        DirectoryError::Unavailable(_) | DirectoryError::NotConfigured(_) => {
+            tracing::warn!(event = "directory_error", error = %e);
+        }
+        _ => {}
+    }
+    e.reason()
 }
 
 pub async fn resolve(
@@ -52,10 +64,7 @@ async fn resolve_in(
         _ => None,
     };
     let multi = app.config.entra.tenant_type == TenantType::Multi;
-    let by = match app.config.sso.match_by {
-        MatchBy::Email => policy::matching::MatchBy::Email,
-        MatchBy::UniqueId => policy::matching::MatchBy::UniqueId,
-    };
+    let by = app.config.sso.match_by;
     let claimed = Claimed {
         tid: &id.tid,
         oid: &id.oid,
@@ -74,10 +83,7 @@ async fn resolve_in(
         MatchDecision::Matched { key, bind } => {
             if bind {
                 // From now on the record follows (tid, oid), whatever the email.
-                dir.bind(&key, tid, &id.oid).await.map_err(|e| match e {
-                    DirectoryError::Invalid(_) => Reason::BoundToAnother,
-                    other => unavailable(other),
-                })?;
+                dir.bind(&key, tid, &id.oid).await.map_err(refused)?;
             }
             Ok(Resolved {
                 user_key: key,
@@ -89,17 +95,15 @@ async fn resolve_in(
                 key: format!("{tid}:{}", id.oid),
                 kind: PortalKind::User,
                 email: email.map(str::to_string),
-                tid: Some(tid.to_string()),
+                tid: Some(id.tid.clone()),
                 oid: Some(id.oid.clone()),
                 name: id.name.clone(),
                 client: login.client.clone(),
                 disabled: false,
             };
-            let created = dir.create(&rec).await.map_err(|e| match e {
-                // e.g. the email already belongs to a record bound elsewhere.
-                DirectoryError::Invalid(_) => Reason::BoundToAnother,
-                other => unavailable(other),
-            })?;
+            // e.g. the email already belongs to a record bound elsewhere
+            // (bound_to_another), or nowhere to create it (not_set_up).
+            let created = dir.create(&rec).await.map_err(refused)?;
             tracing::info!(event = "user_created", key = %created.key, tid = %tid, oid = %id.oid);
             Ok(Resolved {
                 user_key: created.key,

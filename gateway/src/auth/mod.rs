@@ -31,12 +31,26 @@ pub struct RequestContext {
     pub portal_url: String,
     /// The client's address (behind trusted proxies, the forwarded one).
     pub client_ip: Option<std::net::IpAddr>,
+    /// SSO is on for this portal.
+    pub sso: bool,
 }
 
 impl RequestContext {
     /// The name of the client whose host this is (sessions are bound to it).
     pub fn client_name<'a>(&self, app: &'a App) -> Option<&'a str> {
         self.client.map(|i| app.config.clients[i].name.as_str())
+    }
+
+    /// Whether this request's sign-in skips the login page.
+    pub fn auto_redirect(&self, config: &crate::config::Config) -> bool {
+        let sso = &config.sso;
+        let client = self.client.and_then(|i| config.clients[i].auto_redirect_users);
+        policy::access::auto_redirect(
+            config.portals[self.portal].kind,
+            sso.auto_redirect_agents,
+            sso.auto_redirect_users,
+            client,
+        )
     }
 }
 

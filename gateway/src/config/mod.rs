@@ -125,11 +125,9 @@ pub struct Upstream {
     pub allow_underscore_headers: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TenantType {
-    Single,
-    Multi,
-}
+pub use policy::matching::MatchBy;
+pub use policy::route::RoutePattern;
+pub use policy::signin::TenantType;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignInScope {
@@ -197,12 +195,6 @@ impl Entra {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MatchBy {
-    Email,
-    UniqueId,
-}
-
 #[derive(Debug, Clone)]
 pub struct Sso {
     pub published: bool,
@@ -220,13 +212,28 @@ pub struct Sso {
 }
 
 impl Sso {
+    /// The switches that say where SSO applies (see `policy::access`).
+    pub fn switches(&self) -> policy::access::SsoSwitches {
+        policy::access::SsoSwitches {
+            published: self.published,
+            agents: self.agents,
+            users: self.users,
+        }
+    }
+
     /// Whether a portal of this kind gets SSO at all.
     pub fn enabled_for(&self, kind: PortalKind) -> bool {
-        self.published
-            && match kind {
-                PortalKind::Agent => self.agents,
-                PortalKind::User => self.users,
-            }
+        self.switches().enabled_for(kind)
+    }
+
+    /// What a new session's lifetimes come from.
+    pub fn lifetime_settings(&self, session: &SessionConfig) -> policy::lifetime::LifetimeSettings {
+        policy::lifetime::LifetimeSettings {
+            remember_me: self.remember_me,
+            remember_me_days: self.remember_me_days,
+            idle_timeout_secs: session.idle_timeout.as_secs(),
+            absolute_timeout_secs: session.absolute_timeout.as_secs(),
+        }
     }
 }
 
@@ -334,6 +341,23 @@ pub struct Identity {
     pub issuer: String,
     pub assertion_lifetime: Duration,
     pub signing_key: Option<PathBuf>,
+    /// `identity.signing_keys`: the first signs, all are published.
+    pub signing_keys: Vec<PathBuf>,
+    /// `X-Auth-User` and friends beside the assertion; apps that verify the
+    /// assertion alone can turn them off (less to build per request).
+    pub convenience_headers: bool,
+}
+
+impl Identity {
+    /// The key files in force, the signing one first (none: a generated key
+    /// kept in the store).
+    pub fn key_files(&self) -> Vec<&Path> {
+        if self.signing_keys.is_empty() {
+            self.signing_key.iter().map(PathBuf::as_path).collect()
+        } else {
+            self.signing_keys.iter().map(PathBuf::as_path).collect()
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -341,22 +365,6 @@ pub enum Directory {
     Open,
     Builtin,
     Http { lookup_url: Url, create_url: Option<Url> },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RoutePattern {
-    Exact(String),
-    /// `"/assets/*"`: the prefix `/assets/`.
-    Prefix(String),
-}
-
-impl RoutePattern {
-    pub fn matches(&self, path: &str) -> bool {
-        match self {
-            RoutePattern::Exact(p) => path == p,
-            RoutePattern::Prefix(p) => path.starts_with(p.as_str()),
-        }
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -386,6 +394,17 @@ impl Config {
 
     pub fn portal_routes(&self) -> Vec<PortalRoute> {
         self.portals.iter().map(|p| p.route.clone()).collect()
+    }
+
+    /// What `policy::route::classify` needs, built once at start.
+    pub fn routing(&self) -> policy::route::Routing {
+        policy::route::Routing {
+            portals: self.portal_routes(),
+            kinds: self.portals.iter().map(|p| p.kind).collect(),
+            client_hosts: self.clients.iter().map(|c| c.hosts.clone()).collect(),
+            public: self.routes.public.clone(),
+            sso: self.sso.switches(),
+        }
     }
 
     /// Tenants configured per client: allowed without being listed again.

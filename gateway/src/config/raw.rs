@@ -89,6 +89,7 @@ pub struct RawEntra {
     pub tenant_id: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+    pub client_secret_file: Option<String>,
     pub federated_domain: Option<String>,
     pub sign_in_scope: Option<String>,
     pub allowed_tenants: Option<Vec<String>>,
@@ -210,6 +211,7 @@ pub enum RawRedisUrl {
 pub struct RawSession {
     pub store: Option<String>,
     pub redis_url: Option<RawRedisUrl>,
+    pub redis_password_file: Option<String>,
     pub redis_key_prefix: Option<String>,
     pub cookie_name: Option<String>,
     pub idle_timeout: Option<String>,
@@ -226,6 +228,8 @@ pub struct RawIdentity {
     pub issuer: Option<String>,
     pub assertion_lifetime: Option<String>,
     pub signing_key: Option<String>,
+    pub signing_keys: Option<Vec<String>>,
+    pub convenience_headers: Option<bool>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

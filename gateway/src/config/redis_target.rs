@@ -198,6 +198,30 @@ impl fmt::Debug for SentinelTarget {
     }
 }
 
+impl RedisTarget {
+    /// The same target with the data nodes' password replaced (the password
+    /// from `session.redis_password_file`; sentinels keep theirs).
+    pub fn with_password(self, password: &str) -> RedisTarget {
+        let set = |u: String| {
+            let Ok(mut parsed) = url::Url::parse(&u) else { return u };
+            match parsed.set_password(Some(password)) {
+                Ok(()) => parsed.to_string(),
+                Err(()) => u,
+            }
+        };
+        match self {
+            RedisTarget::Standalone { url } => RedisTarget::Standalone { url: set(url) },
+            RedisTarget::Cluster { nodes } => RedisTarget::Cluster {
+                nodes: nodes.into_iter().map(set).collect(),
+            },
+            RedisTarget::Sentinel(s) => RedisTarget::Sentinel(SentinelTarget {
+                password: Some(password.to_string()),
+                ..s
+            }),
+        }
+    }
+}
+
 /// The URL without its password.
 pub fn redact(url: &str) -> String {
     match Url::parse(url) {

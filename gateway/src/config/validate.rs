@@ -39,6 +39,27 @@ impl Ctx<'_> {
     }
 
     /// `${VAR}` (must be set) and `${VAR:-default}` anywhere in the value.
+    /// A secret kept in a file (a Kubernetes Secret, a systemd credential):
+    /// its content without the trailing newline editors and `echo` add.
+    fn secret_file(&mut self, path: &str, file: Option<String>) -> Option<Secret> {
+        let file = file.and_then(|f| self.expand(path, &f)).filter(|f| !f.is_empty())?;
+        match std::fs::read_to_string(&file) {
+            Ok(s) => {
+                let s = s.trim_end_matches(['\n', '\r']);
+                if s.is_empty() {
+                    self.err(path, format!("{file:?} is empty"));
+                    None
+                } else {
+                    Some(Secret::new(s.to_string()))
+                }
+            }
+            Err(e) => {
+                self.err(path, format!("cannot read {file:?}: {e}"));
+                None
+            }
+        }
+    }
+
     fn expand(&mut self, path: &str, value: &str) -> Option<String> {
         let mut out = String::new();
         let mut rest = value;
@@ -416,11 +437,19 @@ fn entra(cx: &mut Ctx<'_>, r: RawEntra) -> Option<Entra> {
     }
     let tenant_id: Option<TenantId> = cx.guid("entra.tenant_id", r.tenant_id.as_deref());
     let client_id: Option<ClientId> = cx.guid("entra.client_id", r.client_id.as_deref());
-    let client_secret = r
+    let inline_secret = r
         .client_secret
         .and_then(|s| cx.expand("entra.client_secret", &s))
         .filter(|s| !s.is_empty())
         .map(Secret::new);
+    let file_secret = cx.secret_file("entra.client_secret_file", r.client_secret_file);
+    if inline_secret.is_some() && file_secret.is_some() {
+        cx.err(
+            "entra.client_secret_file",
+            "set either entra.client_secret or entra.client_secret_file, not both",
+        );
+    }
+    let client_secret = inline_secret.or(file_secret);
     let federated_domain = r.federated_domain.filter(|d| !d.is_empty());
     if let Some(d) = &federated_domain
         && !d.contains('.')
@@ -762,9 +791,13 @@ fn session(cx: &mut Ctx<'_>, r: RawSession) -> SessionConfig {
                 }
             }
             if expanded.len() == urls.len() && (list || !urls.is_empty()) {
+                let password = cx.secret_file("session.redis_password_file", r.redis_password_file.clone());
                 match RedisTarget::parse(&expanded, list) {
                     // Errors name the rule, never echo the URL (it may hold a password).
-                    Ok(target) => StoreConfig::Redis(target),
+                    Ok(target) => StoreConfig::Redis(match password {
+                        Some(p) => target.with_password(p.expose()),
+                        None => target,
+                    }),
                     Err(e) => {
                         cx.err("session.redis_url", e.to_string());
                         StoreConfig::Memory
@@ -832,27 +865,36 @@ fn identity(cx: &mut Ctx<'_>, r: RawIdentity, portals: &[Portal]) -> Identity {
         30,
         300,
     );
-    let signing_key = r
-        .signing_key
-        .and_then(|k| cx.expand("identity.signing_key", &k))
-        .filter(|k| !k.is_empty())
-        .map(PathBuf::from);
-    if let Some(k) = &signing_key
-        && !k.is_file()
-    {
-        cx.err("identity.signing_key", format!("file {k:?} does not exist"));
-    }
-    if let Some(why) = signing_key
-        .as_deref()
-        .and_then(crate::identity::key_file::loose_permissions)
-    {
-        cx.err("identity.signing_key", why);
+    let key_file = |cx: &mut Ctx<'_>, path: &str, k: String| -> Option<PathBuf> {
+        let k = PathBuf::from(cx.expand(path, &k).filter(|k| !k.is_empty())?);
+        if !k.is_file() {
+            cx.err(path, format!("file {k:?} does not exist"));
+        } else if let Some(why) = crate::identity::key_file::loose_permissions(&k) {
+            cx.err(path, why);
+        }
+        Some(k)
+    };
+    let signing_key = r.signing_key.and_then(|k| key_file(cx, "identity.signing_key", k));
+    let signing_keys: Vec<PathBuf> = r
+        .signing_keys
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, k)| key_file(cx, &format!("identity.signing_keys[{i}]"), k))
+        .collect();
+    if signing_key.is_some() && !signing_keys.is_empty() {
+        cx.err(
+            "identity.signing_keys",
+            "set either identity.signing_key or identity.signing_keys (the first signs), not both",
+        );
     }
     Identity {
         audience,
         issuer,
         assertion_lifetime,
         signing_key,
+        signing_keys,
+        convenience_headers: r.convenience_headers.unwrap_or(true),
     }
 }
 
@@ -938,6 +980,81 @@ identity: { audience: halo }
 
     fn has(errs: &[String], needle: &str) -> bool {
         errs.iter().any(|e| e.contains(needle))
+    }
+
+    #[test]
+    fn signing_keys_are_checked_like_signing_key() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("new.pem"), dir.path().join("old.pem"));
+        for f in [&a, &b] {
+            std::fs::write(f, "pem").unwrap();
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let yaml = |identity: String| {
+            format!(
+                "upstream: {{ url: \"http://127.0.0.1:9000\" }}\nportals: [ {{ name: agent, kind: agent, url: \"https://halo.example.com\" }} ]\nentra: {{ tenant_id: aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa, client_id: 11111111-1111-4111-8111-111111111111 }}\nidentity: {{ audience: halo, {identity} }}\n"
+            )
+        };
+        let c = Config::from_yaml(&yaml(format!("signing_keys: [{a:?}, {b:?}]"))).unwrap();
+        assert_eq!(c.identity.key_files(), [a.as_path(), b.as_path()]);
+        std::fs::set_permissions(&b, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e: Vec<String> = Config::from_yaml(&yaml(format!("signing_keys: [{a:?}, {b:?}, \"/nonexistent.pem\"]")))
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(has(&e, "identity.signing_keys[1]:"), "{e:?}");
+        assert!(
+            has(&e, "identity.signing_keys[2]: file \"/nonexistent.pem\" does not exist"),
+            "{e:?}"
+        );
+        let e: Vec<String> = Config::from_yaml(&yaml(format!("signing_key: {a:?}, signing_keys: [{a:?}]")))
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(has(&e, "identity.signing_keys: set either"), "{e:?}");
+    }
+
+    #[test]
+    fn secrets_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("client-secret");
+        std::fs::write(&secret, "s3cr3t~value\n").unwrap();
+        let pw = dir.path().join("redis-password");
+        std::fs::write(&pw, "p@ss:word/x\r\n").unwrap();
+        let yaml = format!(
+            "{BASE}\nentra:\n  tenant_id: \"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa\"\n  client_id: \"11111111-1111-4111-8111-111111111111\"\n  client_secret_file: {secret:?}\nsession: {{ store: redis, redis_url: \"redis://127.0.0.1:6379/0\", redis_password_file: {pw:?} }}\n"
+        );
+        let c = Config::from_yaml(&yaml).unwrap();
+        assert_eq!(c.entra.client_secret.as_ref().map(|s| s.expose()), Some("s3cr3t~value"));
+        match &c.session.store {
+            super::super::StoreConfig::Redis(super::super::RedisTarget::Standalone { url }) => {
+                let u = url::Url::parse(url).unwrap();
+                assert_eq!(u.password(), Some("p%40ss%3Aword%2Fx"), "percent-encoded in the URL");
+                assert_eq!(u.host_str(), Some("127.0.0.1"));
+                assert!(
+                    !format!("{:?}", c.session.store).contains("p%40ss"),
+                    "never in debug output"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = errors(
+            &format!("  client_secret: inline\n  client_secret_file: {secret:?}"),
+            "",
+        );
+        assert!(has(&e, "entra.client_secret_file: set either"), "{e:?}");
+        let e = errors("  client_secret_file: /nonexistent/secret", "");
+        assert!(
+            has(&e, "entra.client_secret_file: cannot read \"/nonexistent/secret\""),
+            "{e:?}"
+        );
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let e = errors(&format!("  client_secret_file: {empty:?}"), "");
+        assert!(has(&e, "is empty"), "{e:?}");
     }
 
     #[test]

@@ -94,7 +94,7 @@ async fn record_from(resp: reqwest::Response, what: &str) -> Result<UserRecord, 
             problems.join("; ")
         )));
     }
-    Ok(rec.normalized())
+    Ok(rec)
 }
 
 #[async_trait]
@@ -118,8 +118,8 @@ impl Directory for HttpDirectory {
 
     async fn create(&self, rec: &UserRecord) -> Result<UserRecord, DirectoryError> {
         let Some(url) = &self.create_url else {
-            return Err(DirectoryError::Invalid(
-                "auto-create needs directory.http.create_url".to_string(),
+            return Err(DirectoryError::NotConfigured(
+                "auto-create needs directory.http.create_url",
             ));
         };
         let resp = self
@@ -157,7 +157,7 @@ mod tests {
 
     fn ann() -> UserRecord {
         UserRecord {
-            tid: Some(T1.into()),
+            tid: Some(T1.parse().unwrap()),
             oid: Some("o1".into()),
             ..record("ann")
         }
@@ -171,11 +171,11 @@ mod tests {
         match q.get("email").map(String::as_str).or(q.get("oid").map(String::as_str)) {
             Some("boom") => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
             Some("garbage") => "not json".into_response(),
-            Some("invalid") => Json(UserRecord {
-                tid: Some("x".into()),
-                ..ann()
-            })
-            .into_response(),
+            Some("invalid") => {
+                let mut rec = serde_json::to_value(ann()).unwrap();
+                rec["tid"] = "x".into();
+                Json(rec).into_response()
+            }
             Some("slow") => {
                 tokio::time::sleep(Duration::from_secs(30)).await;
                 StatusCode::NOT_FOUND.into_response()
@@ -280,7 +280,7 @@ mod tests {
         let no_create = HttpDirectory::new(client(), base.join("lookup").unwrap(), None);
         assert!(matches!(
             no_create.create(&ann()).await,
-            Err(DirectoryError::Invalid(_))
+            Err(DirectoryError::NotConfigured(_))
         ));
     }
 }

@@ -18,7 +18,7 @@
 
 use super::builtin::{BuiltinDirectory, Change};
 use super::{DirectoryError, UserRecord, email_key};
-use policy::PortalKind;
+use policy::{PortalKind, TenantId};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
@@ -273,23 +273,34 @@ fn build(mut fields: Fields) -> Result<UserRecord, Vec<String>> {
             false
         }),
     };
+    // Parsed here, so a bad tenant is this row's problem, not a parse error.
+    let mut tid_invalid = false;
+    let tid = take("tid").and_then(|t| match t.parse::<TenantId>() {
+        Ok(t) => Some(t),
+        Err(_) => {
+            problems.push(format!("tid {t:?} is not a GUID"));
+            tid_invalid = true;
+            None
+        }
+    });
     let rec = UserRecord {
         key: take("key").unwrap_or_default(),
         // Placeholder when the kind is invalid: the row is refused anyway.
         kind: kind.unwrap_or(PortalKind::User),
         email: take("email"),
-        tid: take("tid"),
+        tid,
         oid: take("oid"),
         name: take("name"),
         client: take("client"),
         disabled,
     };
-    problems.extend(rec.problems());
-    if problems.is_empty() {
-        Ok(rec.normalized())
-    } else {
-        Err(problems)
-    }
+    // With an invalid tid, "oid without tid" would only repeat the problem.
+    problems.extend(
+        rec.problems()
+            .into_iter()
+            .filter(|p| !(tid_invalid && p == super::OID_WITHOUT_TID)),
+    );
+    if problems.is_empty() { Ok(rec) } else { Err(problems) }
 }
 
 /// Keys, emails and identities must each be unique within the file.
@@ -308,7 +319,7 @@ fn duplicates(records: &[(u64, UserRecord)]) -> Vec<String> {
             errors.push(format!("row {row}: email {e:?} is also on row {first}"));
         }
         if let (Some(t), Some(o)) = (&rec.tid, &rec.oid)
-            && let Some(first) = ids.insert((t.to_ascii_lowercase(), o.to_ascii_lowercase()), *row)
+            && let Some(first) = ids.insert((t.to_string(), o.to_ascii_lowercase()), *row)
         {
             errors.push(format!("row {row}: identity {t}:{o} is also on row {first}"));
         }
@@ -323,12 +334,8 @@ fn duplicates(records: &[(u64, UserRecord)]) -> Vec<String> {
 pub async fn apply(dir: &BuiltinDirectory, records: Vec<UserRecord>) -> Result<Report, ImportError> {
     let in_file: HashSet<String> = records.iter().map(|r| r.key.clone()).collect();
     let mut merged = Vec::with_capacity(records.len());
-    let mut new_keys = Vec::new();
     for rec in records {
         let old = dir.get(&rec.key).await?;
-        if old.is_none() {
-            new_keys.push(rec.key.clone());
-        }
         merged.push(keep_binding(rec, old.as_ref()));
     }
     let mut errors = Vec::new();
@@ -336,7 +343,7 @@ pub async fn apply(dir: &BuiltinDirectory, records: Vec<UserRecord>) -> Result<R
     let mut ids: HashMap<(String, String), &str> = HashMap::new();
     for rec in &merged {
         if let (Some(t), Some(o)) = (&rec.tid, &rec.oid)
-            && let Some(first) = ids.insert((t.to_ascii_lowercase(), o.to_ascii_lowercase()), &rec.key)
+            && let Some(first) = ids.insert((t.to_string(), o.to_ascii_lowercase()), &rec.key)
         {
             errors.push(format!(
                 "record {:?}: identity {t}:{o} is also bound to record {first:?} (kept from the directory)",
@@ -356,7 +363,6 @@ pub async fn apply(dir: &BuiltinDirectory, records: Vec<UserRecord>) -> Result<R
     if !errors.is_empty() {
         return Err(ImportError::Invalid(errors));
     }
-    dir.add_keys(&new_keys).await?;
     let mut report = Report::default();
     for rec in &merged {
         match dir.put(rec).await? {
@@ -377,7 +383,7 @@ fn keep_binding(mut rec: UserRecord, old: Option<&UserRecord>) -> UserRecord {
                 rec.tid = old.tid.clone();
                 rec.oid = old.oid.clone();
             }
-            Some(t) if old.tid.as_deref().is_some_and(|o| o.eq_ignore_ascii_case(t)) => {
+            Some(t) if old.tid.as_ref() == Some(t) => {
                 rec.oid = old.oid.clone();
             }
             // Another tenant: the old binding cannot apply.
@@ -391,7 +397,7 @@ fn keep_binding(mut rec: UserRecord, old: Option<&UserRecord>) -> UserRecord {
 mod tests {
     use super::*;
     use crate::directory::Directory;
-    use crate::session::MemoryStore;
+    use crate::directory::records::MemoryRecords;
     use std::sync::Arc;
 
     const T1: &str = "11111111-1111-4111-8111-111111111111";
@@ -418,7 +424,7 @@ mod tests {
                 key: "ann".into(),
                 kind: PortalKind::User,
                 email: Some("Ann@Contoso.com".into()),
-                tid: Some("aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa".into()),
+                tid: Some("aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa".parse().unwrap()),
                 oid: Some("o1".into()),
                 name: Some("Ann, A.".into()),
                 client: Some("contoso".into()),
@@ -499,7 +505,7 @@ mod tests {
                 {{"key":"bob","kind":"agent","name":null}}]"#
         );
         let recs = parse(&text, Format::Json).unwrap();
-        assert_eq!(recs[0].tid.as_deref(), Some(T1));
+        assert_eq!(recs[0].tid.as_ref().map(TenantId::as_str), Some(T1));
         assert!(recs[0].disabled);
         assert_eq!(recs[1].kind, PortalKind::Agent);
         assert_eq!(recs[1].name, None);
@@ -546,7 +552,7 @@ mod tests {
     }
 
     fn dir() -> BuiltinDirectory {
-        BuiltinDirectory::new(Arc::new(MemoryStore::new()))
+        BuiltinDirectory::new(Arc::new(MemoryRecords::new()))
     }
 
     const FILE: &str = "key,kind,email,name\nann,user,ann@contoso.com,Ann\nbob,agent,bob@contoso.com,Bob\n";

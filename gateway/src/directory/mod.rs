@@ -2,13 +2,16 @@
 //! sign-in callback matches a verified Entra identity against
 //! ([`policy::matching`] decides; this module only finds and stores).
 //!
-//! - [`builtin::BuiltinDirectory`]: records kept in the session store, filled by
+//! - [`builtin::BuiltinDirectory`]: records the gateway keeps ([`records`]:
+//!   Redis hashes beside the sessions, or memory), filled by
 //!   `entra-gateway directory import` ([`import`]).
 //! - [`http::HttpDirectory`]: the app answers lookups and creates users itself.
 
 pub mod builtin;
 pub mod http;
 pub mod import;
+pub mod records;
+pub mod redis_records;
 
 use async_trait::async_trait;
 use policy::matching::Candidate;
@@ -25,7 +28,8 @@ pub struct UserRecord {
     pub email: Option<String>,
     /// The Entra identity this record is bound to (both, or only `tid` to pin
     /// the record to a tenant before the first sign-in).
-    pub tid: Option<String>,
+    #[serde(default, with = "crate::as_string::option")]
+    pub tid: Option<TenantId>,
     pub oid: Option<String>,
     pub name: Option<String>,
     /// The `clients[].name` this user belongs to, if any.
@@ -34,21 +38,19 @@ pub struct UserRecord {
     pub disabled: bool,
 }
 
+pub(crate) const OID_WITHOUT_TID: &str = "oid is given without tid";
+
 /// Longest key accepted: keys end up in headers, store keys and log lines.
 pub const MAX_KEY_LEN: usize = 256;
 
 impl UserRecord {
-    /// The record as matching sees it. A `tid` that is not a GUID (only
-    /// possible for records that skipped [`problems`](Self::problems)) is
-    /// dropped, which can only make the record harder to match: a `tid`-less
-    /// record never matches by id, and by email only where the email alone is
-    /// trusted.
+    /// The record as matching sees it.
     pub fn candidate(&self) -> Candidate {
         Candidate {
             key: self.key.clone(),
             kind: self.kind,
             email: self.email.clone(),
-            tid: self.tid.as_deref().and_then(|t| t.parse::<TenantId>().ok()),
+            tid: self.tid.clone(),
             oid: self.oid.clone(),
             disabled: self.disabled,
         }
@@ -72,30 +74,16 @@ impl UserRecord {
         {
             v.push(format!("email {e:?} is not an email address"));
         }
-        if let Some(t) = &self.tid
-            && t.parse::<TenantId>().is_err()
-        {
-            v.push(format!("tid {t:?} is not a GUID"));
-        }
         match &self.oid {
             Some(o) if o.trim().is_empty() => v.push("oid is empty".to_string()),
             Some(o) if o.chars().any(|c| c.is_whitespace() || c.is_control()) => {
                 v.push(format!("oid {o:?} contains spaces"))
             }
             // An object id means nothing outside its tenant: a binding is (tid, oid).
-            Some(_) if self.tid.is_none() => v.push("oid is given without tid".to_string()),
+            Some(_) if self.tid.is_none() => v.push(OID_WITHOUT_TID.to_string()),
             _ => {}
         }
         v
-    }
-
-    /// Canonical form: tenant ids lower-case (as `policy::TenantId` keeps
-    /// them), so that comparing records byte for byte is meaningful.
-    pub fn normalized(mut self) -> Self {
-        if let Some(t) = &mut self.tid {
-            t.make_ascii_lowercase();
-        }
-        self
     }
 }
 
@@ -121,10 +109,38 @@ pub enum DirectoryError {
     /// nonsense): the sign-in gets a 503 page, never a guess.
     #[error("directory unavailable: {0}")]
     Unavailable(String),
-    /// The request cannot be honoured as asked (unknown key, conflicting
-    /// binding, invalid record, no create URL).
+    /// Another record already holds what this write wants (an email, an
+    /// identity, the key itself), or the record is bound elsewhere: taking it
+    /// over is never done (SPEC §6).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The directory cannot do this by configuration (auto-create with an
+    /// http directory that has no `create_url`): not an outage, and nobody
+    /// else's record is in the way either.
+    #[error("not configured: {0}")]
+    NotConfigured(&'static str),
+    /// The record named does not exist (it went away between lookup and write).
+    #[error("no record {0:?}")]
+    NotFound(String),
+    /// The record itself is not valid (see [`UserRecord::problems`]).
     #[error("invalid record: {0}")]
     Invalid(String),
+}
+
+impl DirectoryError {
+    /// The refusal a sign-in gets when the directory answers this.
+    pub fn reason(&self) -> policy::Reason {
+        use policy::Reason;
+        match self {
+            DirectoryError::Unavailable(_) => Reason::DirectoryUnavailable,
+            DirectoryError::Conflict(_) => Reason::BoundToAnother,
+            // Nobody can set this person up automatically: they are simply
+            // not (yet) a user of the app.
+            DirectoryError::NotConfigured(_) | DirectoryError::NotFound(_) | DirectoryError::Invalid(_) => {
+                Reason::NotSetUp
+            }
+        }
+    }
 }
 
 impl From<crate::session::StoreError> for DirectoryError {
@@ -172,7 +188,7 @@ mod tests {
             (record("ann"), &[]),
             (
                 UserRecord {
-                    tid: Some(t.into()),
+                    tid: Some(t.parse().unwrap()),
                     oid: Some("o1".into()),
                     ..record("ann")
                 },
@@ -208,13 +224,6 @@ mod tests {
             ),
             (
                 UserRecord {
-                    tid: Some("x".into()),
-                    ..record("ann")
-                },
-                &["tid \"x\" is not a GUID"],
-            ),
-            (
-                UserRecord {
                     oid: Some("o1".into()),
                     ..record("ann")
                 },
@@ -222,7 +231,7 @@ mod tests {
             ),
             (
                 UserRecord {
-                    tid: Some(t.into()),
+                    tid: Some(t.parse().unwrap()),
                     oid: Some(" ".into()),
                     ..record("ann")
                 },
@@ -248,7 +257,7 @@ mod tests {
     #[test]
     fn candidate_carries_a_parsed_tenant() {
         let rec = UserRecord {
-            tid: Some("AAAAAAAA-AAAA-4AAA-8AAA-AAAAAAAAAAAA".into()),
+            tid: Some("AAAAAAAA-AAAA-4AAA-8AAA-AAAAAAAAAAAA".parse().unwrap()),
             oid: Some("o1".into()),
             disabled: true,
             ..record("ann")
@@ -261,11 +270,15 @@ mod tests {
         assert_eq!(c.oid.as_deref(), Some("o1"));
         assert!(c.disabled);
         assert_eq!(c.key, "ann");
-        let bad = UserRecord {
-            tid: Some("nope".into()),
-            ..record("ann")
-        };
-        assert_eq!(bad.candidate().tid, None);
+        // A tenant that is not a GUID never becomes a record (the import
+        // reports it, an http directory's answer is refused).
+        let bad = r#"{"key":"a","kind":"user","email":null,"tid":"nope","oid":null,"name":null,"client":null}"#;
+        assert!(
+            serde_json::from_str::<UserRecord>(bad)
+                .unwrap_err()
+                .to_string()
+                .contains("not a GUID")
+        );
     }
 
     #[test]
@@ -276,6 +289,17 @@ mod tests {
         .unwrap();
         assert_eq!(rec.kind, PortalKind::Agent);
         assert!(!rec.disabled);
+        // The tenant, typed, is written as the same string (and read back
+        // lower-case, as `directory import` always stored it).
+        let json = r#"{"key":"a","kind":"user","email":"a@contoso.com","tid":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","oid":"o1","name":null,"client":"contoso","disabled":true}"#;
+        let typed: UserRecord = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            typed.tid.as_ref().map(TenantId::as_str),
+            Some("aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa")
+        );
+        assert_eq!(serde_json::to_string(&typed).unwrap(), json);
+        let no_tid: UserRecord = serde_json::from_str(r#"{"key":"a","kind":"user"}"#).unwrap();
+        assert_eq!(no_tid.tid, None);
         let back: UserRecord = serde_json::from_str(&serde_json::to_string(&rec).unwrap()).unwrap();
         assert_eq!(back, rec);
     }

@@ -2,7 +2,7 @@
 //! (`GET /v1.0/contracts`, `customerId`) with an app-only token, become
 //! allowed tenants on top of the static list.
 
-use crate::config::{Config, Secret};
+use crate::config::Config;
 use policy::TenantId;
 use serde::Deserialize;
 
@@ -36,11 +36,6 @@ pub struct SyncResult {
 }
 
 #[derive(Deserialize)]
-struct TokenResponse {
-    access_token: String,
-}
-
-#[derive(Deserialize)]
 struct Contract {
     #[serde(rename = "customerId")]
     customer_id: Option<serde_json::Value>,
@@ -53,44 +48,13 @@ struct Page {
     next: Option<String>,
 }
 
-async fn app_token(http: &reqwest::Client, c: &Config, secret: &Secret) -> Result<String, CspError> {
-    let e = &c.entra;
-    let url = format!("{}/{}/oauth2/v2.0/token", e.authority_host, e.tenant_id);
-    let scope = format!("{}/.default", e.graph_host);
-    let body: String = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
-            ("grant_type", "client_credentials"),
-            ("client_id", e.client_id.as_str()),
-            ("client_secret", secret.expose()),
-            ("scope", scope.as_str()),
-        ])
-        .finish();
-    let resp = http
-        .post(&url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| CspError::Token(e.without_url().to_string()))?;
-    if !resp.status().is_success() {
-        return Err(CspError::Token(format!("HTTP {}", resp.status().as_u16())));
-    }
-    resp.json::<TokenResponse>()
-        .await
-        .map(|t| t.access_token)
-        .map_err(|e| CspError::Token(e.without_url().to_string()))
-}
-
 /// Runs one sync against Graph. Never returns an empty "allow all": an
 /// error leaves the caller's last good list in force.
 pub async fn fetch(http: &reqwest::Client, c: &Config) -> Result<SyncResult, CspError> {
-    let secret = c
-        .entra
-        .client_secret
-        .as_ref()
-        .ok_or_else(|| CspError::Token("no client secret".into()))?;
-    let token = app_token(http, c, secret).await?;
     let graph = &c.entra.graph_host;
+    let token = super::credential::app_token(http, c, graph)
+        .await
+        .map_err(|e| CspError::Token(e.to_string()))?;
     let mut url = format!("{graph}/v1.0/contracts?$select=customerId&$top=999");
     let mut result = SyncResult {
         tenants: Vec::new(),

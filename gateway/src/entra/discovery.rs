@@ -4,14 +4,25 @@ use crate::config::Entra;
 use serde::Deserialize;
 use url::Url;
 
+/// The document as the authority serves it, before any check.
 #[derive(Debug, Clone, Deserialize)]
-pub struct DiscoveryDocument {
+pub struct RawDiscovery {
     pub issuer: String,
     pub authorization_endpoint: String,
     pub token_endpoint: String,
     pub jwks_uri: String,
     #[serde(default)]
     pub end_session_endpoint: Option<String>,
+}
+
+/// The checked document: every endpoint parsed once, on the cloud's hosts.
+#[derive(Debug, Clone)]
+pub struct DiscoveryDocument {
+    pub issuer: String,
+    pub authorization_endpoint: Url,
+    pub token_endpoint: Url,
+    pub jwks_uri: Url,
+    pub end_session_endpoint: Option<Url>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -30,10 +41,7 @@ pub enum DiscoveryError {
 
 /// An endpoint is trusted when it is https on the cloud's login or issuer
 /// host, or on the operator's override (which may be loopback http).
-fn endpoint_ok(cfg: &Entra, value: &str) -> bool {
-    let Ok(url) = Url::parse(value) else {
-        return false;
-    };
+fn endpoint_ok(cfg: &Entra, url: &Url) -> bool {
     let origin = url.origin().ascii_serialization();
     let mut allowed = vec![cfg.authority_host.as_str(), cfg.issuer_host.as_str()];
     if !cfg.authority_overridden {
@@ -41,7 +49,7 @@ fn endpoint_ok(cfg: &Entra, value: &str) -> bool {
         allowed.push(cfg.cloud.issuer_host());
     }
     let https = url.scheme() == "https"
-        || (url.scheme() == "http" && crate::config::is_loopback(&url) && cfg.authority_overridden);
+        || (url.scheme() == "http" && crate::config::is_loopback(url) && cfg.authority_overridden);
     https && allowed.iter().any(|a| origin == *a)
 }
 
@@ -57,39 +65,40 @@ pub async fn fetch(http: &reqwest::Client, cfg: &Entra) -> Result<DiscoveryDocum
             status: resp.status().as_u16(),
         });
     }
-    let doc: DiscoveryDocument = resp.json().await.map_err(|e| DiscoveryError::Malformed {
+    let doc: RawDiscovery = resp.json().await.map_err(|e| DiscoveryError::Malformed {
         url: url.clone(),
         reason: e.without_url().to_string(),
     })?;
-    check(cfg, &doc)?;
-    Ok(doc)
+    check(cfg, doc)
 }
 
 /// SPEC §6: the issuer must be the one expected, every endpoint must be on
 /// the cloud's hosts.
-pub fn check(cfg: &Entra, doc: &DiscoveryDocument) -> Result<(), DiscoveryError> {
+pub fn check(cfg: &Entra, doc: RawDiscovery) -> Result<DiscoveryDocument, DiscoveryError> {
     let expected = cfg.expected_discovery_issuer();
     if doc.issuer != expected {
         return Err(DiscoveryError::WrongIssuer {
-            found: doc.issuer.clone(),
+            found: doc.issuer,
             expected,
         });
     }
-    let mut fields = vec![
-        ("jwks_uri", &doc.jwks_uri),
-        ("authorization_endpoint", &doc.authorization_endpoint),
-        ("token_endpoint", &doc.token_endpoint),
-    ];
-    if let Some(e) = &doc.end_session_endpoint {
-        fields.push(("end_session_endpoint", e));
-    }
-    for (field, value) in fields {
-        if !endpoint_ok(cfg, value) {
-            return Err(DiscoveryError::UntrustedEndpoint {
-                field,
-                value: value.clone(),
-            });
-        }
-    }
-    Ok(())
+    let trusted = |field: &'static str, value: String| match Url::parse(&value) {
+        Ok(url) if endpoint_ok(cfg, &url) => Ok(url),
+        _ => Err(DiscoveryError::UntrustedEndpoint { field, value }),
+    };
+    // Checked in this order (the first refusal names its field).
+    let jwks_uri = trusted("jwks_uri", doc.jwks_uri)?;
+    let authorization_endpoint = trusted("authorization_endpoint", doc.authorization_endpoint)?;
+    let token_endpoint = trusted("token_endpoint", doc.token_endpoint)?;
+    let end_session_endpoint = doc
+        .end_session_endpoint
+        .map(|e| trusted("end_session_endpoint", e))
+        .transpose()?;
+    Ok(DiscoveryDocument {
+        issuer: doc.issuer,
+        authorization_endpoint,
+        token_endpoint,
+        jwks_uri,
+        end_session_endpoint,
+    })
 }

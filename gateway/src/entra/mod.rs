@@ -2,9 +2,11 @@
 //! validation and the authorization-code exchange.
 
 pub mod cloud;
+pub mod credential;
 pub mod csp;
 pub mod discovery;
 pub mod jwks;
+pub mod tenants;
 pub mod token;
 pub mod validate;
 

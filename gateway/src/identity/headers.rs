@@ -1,7 +1,12 @@
-//! Identity headers: removed from every client request, added by the gateway.
+//! The request the app receives: every client header that could pose as
+//! identity or as a proxy removed, the gateway's cookies kept from it,
+//! `X-Forwarded-*` set, and the identity headers added.
 
-use http::HeaderMap;
+use crate::front::Identity;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use policy::cookies::is_gateway_cookie;
 use policy::headers::{HeaderRules, must_drop};
+use std::net::IpAddr;
 
 pub const ASSERTION: &str = "x-auth-assertion";
 pub const USER: &str = "x-auth-user";
@@ -21,6 +26,104 @@ pub fn headers_to_drop(headers: &HeaderMap, rules: &HeaderRules<'_>) -> Vec<http
         .filter(|k| must_drop(k.as_str(), rules))
         .cloned()
         .collect()
+}
+
+/// One change to the upstream request (applied in order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edit {
+    Remove(HeaderName),
+    Set(HeaderName, HeaderValue),
+}
+
+/// What the upstream request's headers depend on besides the request's own.
+#[derive(Debug, Clone, Copy)]
+pub struct Upstream<'a> {
+    pub rules: HeaderRules<'a>,
+    /// `session.cookie_name`: the gateway's cookies stay between browser and gateway.
+    pub cookie_base: &'a str,
+    /// The TCP peer (appended to `X-Forwarded-For`).
+    pub peer_ip: Option<IpAddr>,
+    pub https: bool,
+    /// The Host the client asked for.
+    pub host: Option<&'a str>,
+    /// `identity.convenience_headers`.
+    pub convenience: bool,
+}
+
+/// Every change that turns the client's headers into the app's.
+pub fn upstream_edits(headers: &HeaderMap, u: &Upstream<'_>, identity: Option<&Identity>) -> Vec<Edit> {
+    let mut edits: Vec<Edit> = headers_to_drop(headers, &u.rules)
+        .into_iter()
+        .map(Edit::Remove)
+        .collect();
+    // The gateway's own cookies stay between the browser and us.
+    let cookies = headers.get_all(http::header::COOKIE);
+    if cookies.iter().next().is_some() {
+        let kept: Vec<&str> = cookies
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .map(str::trim)
+            .filter(|pair| {
+                let name = pair.split_once('=').map(|(n, _)| n).unwrap_or(pair);
+                !pair.is_empty() && !is_gateway_cookie(name.trim(), u.cookie_base)
+            })
+            .collect();
+        edits.push(Edit::Remove(http::header::COOKIE));
+        if let Some(v) = (!kept.is_empty()).then(|| kept.join("; ")).and_then(value) {
+            edits.push(Edit::Set(http::header::COOKIE, v));
+        }
+    }
+    // X-Forwarded-*: trusted proxies' values are extended, others replaced.
+    let trusted = u.rules.trusted_peer;
+    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let client = u.peer_ip.map(|ip| ip.to_string()).unwrap_or_default();
+    let xff = match (trusted, get("x-forwarded-for")) {
+        (true, Some(prev)) if !client.is_empty() => format!("{prev}, {client}"),
+        (true, Some(prev)) => prev.to_string(),
+        _ => client,
+    };
+    set(&mut edits, "x-forwarded-for", xff);
+    edits.push(Edit::Set(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static(if u.https { "https" } else { "http" }),
+    ));
+    let fwd_host = match (trusted, get("x-forwarded-host")) {
+        (true, Some(h)) => Some(h),
+        _ => u.host,
+    };
+    match fwd_host.and_then(value) {
+        Some(h) => edits.push(Edit::Set(HeaderName::from_static("x-forwarded-host"), h)),
+        None => edits.push(Edit::Remove(HeaderName::from_static("x-forwarded-host"))),
+    }
+    if let Some(id) = identity {
+        let s = &id.session;
+        set(&mut edits, ASSERTION, id.assertion.clone());
+        if !u.convenience {
+            return edits;
+        }
+        set(&mut edits, USER, header_safe(&s.user_key));
+        if let Some(e) = &s.email {
+            set(&mut edits, EMAIL, header_safe(e));
+        }
+        if let Some(n) = &s.name {
+            set(&mut edits, NAME, header_safe(n));
+        }
+        set(&mut edits, OID, header_safe(&s.oid));
+        set(&mut edits, TID, header_safe(s.tid.as_str()));
+        set(&mut edits, PORTAL, header_safe(s.portal_kind.as_str()));
+    }
+    edits
+}
+
+fn value(v: impl AsRef<str>) -> Option<HeaderValue> {
+    HeaderValue::from_str(v.as_ref()).ok()
+}
+
+fn set(edits: &mut Vec<Edit>, name: &'static str, v: String) {
+    if let Ok(v) = HeaderValue::try_from(v) {
+        edits.push(Edit::Set(HeaderName::from_static(name), v));
+    }
 }
 
 /// Header values must be visible ASCII; names with other characters are
@@ -67,5 +170,108 @@ mod tests {
     fn header_values_are_ascii() {
         assert_eq!(header_safe("Zoë 100%"), "Zo%C3%AB 100%25");
         assert_eq!(header_safe("a\r\nb"), "a%0D%0Ab");
+    }
+
+    fn names(edits: &[Edit]) -> Vec<String> {
+        edits
+            .iter()
+            .map(|e| match e {
+                Edit::Remove(n) => format!("-{n}"),
+                Edit::Set(n, v) => format!("{n}: {}", v.to_str().unwrap()),
+            })
+            .collect()
+    }
+
+    fn facts(trusted_peer: bool) -> Upstream<'static> {
+        Upstream {
+            rules: HeaderRules {
+                trusted_peer,
+                strip_authorization: false,
+                allow_underscore: &[],
+            },
+            cookie_base: "egw",
+            peer_ip: Some("10.0.0.9".parse().unwrap()),
+            https: true,
+            host: Some("halo.example.com"),
+            convenience: true,
+        }
+    }
+
+    #[test]
+    fn gateway_cookies_and_spoofed_forwarding_never_reach_the_app() {
+        let mut h = HeaderMap::new();
+        h.append("cookie", "app=1; egw_agent=secret".parse().unwrap());
+        h.append("cookie", "__Host-egw_login_abc=x; other=2".parse().unwrap());
+        h.insert("x-forwarded-for", "6.6.6.6".parse().unwrap());
+        h.insert("x-forwarded-host", "evil.example".parse().unwrap());
+        h.insert("x-auth-user", "victim".parse().unwrap());
+        let untrusted = names(&upstream_edits(&h, &facts(false), None));
+        // Removals come before anything is set (a set name may be one removed).
+        let first_set = untrusted.iter().position(|e| !e.starts_with('-')).unwrap();
+        assert!(
+            untrusted[first_set..]
+                .iter()
+                .all(|e| !e.starts_with('-') || e == "-x-forwarded-host")
+        );
+        assert!(
+            untrusted.contains(&"cookie: app=1; other=2".to_string()),
+            "{untrusted:?}"
+        );
+        assert!(untrusted.contains(&"x-forwarded-for: 10.0.0.9".to_string()));
+        assert!(untrusted.contains(&"x-forwarded-host: halo.example.com".to_string()));
+        assert!(untrusted.contains(&"-x-auth-user".to_string()));
+        // A trusted proxy's forwarding headers are extended, not replaced.
+        let trusted = names(&upstream_edits(&h, &facts(true), None));
+        assert!(
+            trusted.contains(&"x-forwarded-for: 6.6.6.6, 10.0.0.9".to_string()),
+            "{trusted:?}"
+        );
+        assert!(trusted.contains(&"x-forwarded-host: evil.example".to_string()));
+        assert!(!trusted.contains(&"-x-forwarded-for".to_string()));
+        // Only gateway cookies: the header goes entirely.
+        let mut only = HeaderMap::new();
+        only.insert("cookie", "egw_agent=secret".parse().unwrap());
+        let e = names(&upstream_edits(&only, &facts(false), None));
+        assert!(
+            e.contains(&"-cookie".to_string()) && !e.iter().any(|x| x.starts_with("cookie:")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn identity_headers_and_the_assertion_only_option() {
+        // Through the stored JSON form, as the store hands sessions over.
+        let session = serde_json::from_value(serde_json::json!({
+            "portal": "agent", "portal_kind": "agent",
+            "tid": "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa", "oid": "a11ce000-0000-4000-8000-000000000001",
+            "sub": "s", "issuer": "https://login.example/aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa/v2.0",
+            "name": "Zoë Ünicode", "email": "zoe@contoso.example", "sid": null, "login_hint": null,
+            "user_key": "zoe", "client": null, "created_at": 0, "last_seen": 0, "absolute_expiry": 0,
+            "idle_timeout_secs": 0, "remember_me": false, "csrf": "c", "new_user": false
+        }))
+        .unwrap();
+        let id = Identity {
+            assertion: "eyJ.a.b".into(),
+            session,
+        };
+        let all = names(&upstream_edits(&HeaderMap::new(), &facts(false), Some(&id)));
+        for want in [
+            "x-auth-assertion: eyJ.a.b",
+            "x-auth-user: zoe",
+            "x-auth-email: zoe@contoso.example",
+            "x-auth-name: Zo%C3%AB %C3%9Cnicode",
+            "x-auth-oid: a11ce000-0000-4000-8000-000000000001",
+            "x-auth-tid: aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa",
+            "x-auth-portal: agent",
+        ] {
+            assert!(all.contains(&want.to_string()), "{want} missing from {all:?}");
+        }
+        let lean = Upstream {
+            convenience: false,
+            ..facts(false)
+        };
+        let only = names(&upstream_edits(&HeaderMap::new(), &lean, Some(&id)));
+        let auth: Vec<_> = only.iter().filter(|e| e.starts_with("x-auth-")).collect();
+        assert_eq!(auth, ["x-auth-assertion: eyJ.a.b"]);
     }
 }

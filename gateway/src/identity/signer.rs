@@ -63,23 +63,47 @@ pub fn generate_pem() -> Result<String, SignerError> {
     }
 }
 
+/// A key's public JWK, its `kid` a digest of the public key (stable across
+/// instances that share the key).
+fn public_jwk(key: &EncodingKey) -> Result<Jwk, SignerError> {
+    let mut jwk = Jwk::from_encoding_key(key, Algorithm::ES256).map_err(|e| SignerError::BadKey(e.to_string()))?;
+    let thumb = jwk
+        .thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
+        .map_err(|e| SignerError::BadKey(e.to_string()))?;
+    jwk.common.key_id = Some(thumb.chars().take(16).collect());
+    jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+    jwk.common.key_algorithm = Some(KeyAlgorithm::ES256);
+    Ok(jwk)
+}
+
 impl AssertionSigner {
     pub fn from_pem(pem: &str, cfg: &Identity) -> Result<Self, SignerError> {
-        let key = EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|e| SignerError::BadKey(e.to_string()))?;
-        let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES256).map_err(|e| SignerError::BadKey(e.to_string()))?;
-        // kid: a thumbprint-like digest of the public key, stable across
-        // instances that share the key.
-        let thumb = jwk
-            .thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
-            .map_err(|e| SignerError::BadKey(e.to_string()))?;
-        let kid = thumb.chars().take(16).collect::<String>();
-        jwk.common.key_id = Some(kid.clone());
-        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
-        jwk.common.key_algorithm = Some(KeyAlgorithm::ES256);
-        let jwks = JwkSet { keys: vec![jwk] };
+        Self::from_pems(&[pem], cfg)
+    }
+
+    /// Rotation (`identity.signing_keys`): the first key signs; every key is
+    /// in the JWKS, so apps that cached it keep verifying while a new key is
+    /// introduced (listed second, then first) and an old one retired.
+    pub fn from_pems(pems: &[&str], cfg: &Identity) -> Result<Self, SignerError> {
+        let mut keys = pems
+            .iter()
+            .map(|pem| EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|e| SignerError::BadKey(e.to_string())));
+        let key = keys
+            .next()
+            .ok_or_else(|| SignerError::BadKey("no signing key".into()))??;
+        let mut jwks = JwkSet {
+            keys: vec![public_jwk(&key)?],
+        };
+        for other in keys {
+            let jwk = public_jwk(&other?)?;
+            if !jwks.keys.iter().any(|k| k.common.key_id == jwk.common.key_id) {
+                jwks.keys.push(jwk);
+            }
+        }
+        let kid = jwks.keys[0].common.key_id.clone();
         let jwks_json = serde_json::to_vec(&jwks).map_err(|e| SignerError::BadKey(e.to_string()))?;
         let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(kid);
+        header.kid = kid;
         let header_json = serde_json::to_vec(&header).map_err(|e| SignerError::BadKey(e.to_string()))?;
         Ok(AssertionSigner {
             key,
@@ -106,11 +130,11 @@ impl AssertionSigner {
             exp,
             iat,
             sub: format!("{}:{}", s.tid, s.oid),
-            tid: &s.tid,
+            tid: s.tid.as_str(),
             oid: &s.oid,
             email: s.email.as_deref(),
             name: s.name.as_deref(),
-            portal: &s.portal_kind,
+            portal: s.portal_kind.as_str(),
             client: s.client.as_deref(),
             sid: s.sid.as_deref(),
             amr: vec!["sso"],
@@ -182,6 +206,8 @@ mod tests {
             issuer: "https://gw.example".into(),
             assertion_lifetime: std::time::Duration::from_secs(300),
             signing_key: None,
+            signing_keys: Vec::new(),
+            convenience_headers: true,
         };
         AssertionSigner::from_pem(&generate_pem().unwrap(), &cfg).unwrap()
     }
@@ -189,8 +215,8 @@ mod tests {
     fn session() -> Session {
         Session {
             portal: "agent".into(),
-            portal_kind: "agent".into(),
-            tid: "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa".into(),
+            portal_kind: policy::PortalKind::Agent,
+            tid: "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa".parse().unwrap(),
             oid: "a11ce000-0000-4000-8000-000000000001".into(),
             sub: "s".into(),
             issuer: "i".into(),
@@ -213,7 +239,10 @@ mod tests {
     fn verify(signer: &AssertionSigner, jwt: &str) -> Result<serde_json::Value, jsonwebtoken::errors::Error> {
         let jwks: JwkSet = serde_json::from_slice(&signer.jwks_json()).unwrap();
         let kid = decode_header(jwt)?.kid.unwrap();
-        let jwk = jwks.find(&kid).expect("kid in the JWKS");
+        // An unknown kid fails like a bad signature: nothing to verify with.
+        let Some(jwk) = jwks.find(&kid) else {
+            return Err(jsonwebtoken::errors::ErrorKind::InvalidSignature.into());
+        };
         let mut v = Validation::new(Algorithm::ES256);
         v.set_audience(&["app"]);
         v.set_issuer(&["https://gw.example"]);
@@ -251,5 +280,49 @@ mod tests {
             verify(&signer, &forged).is_err(),
             "a signature never vouches for other claims"
         );
+    }
+
+    #[test]
+    fn rotation_signs_with_the_first_key_and_publishes_all() {
+        let cfg = Identity {
+            audience: "app".into(),
+            issuer: "https://gw.example".into(),
+            assertion_lifetime: std::time::Duration::from_secs(300),
+            signing_key: None,
+            signing_keys: Vec::new(),
+            convenience_headers: true,
+        };
+        let (old, new) = (generate_pem().unwrap(), generate_pem().unwrap());
+        let before = AssertionSigner::from_pems(&[&old], &cfg).unwrap();
+        // Step 1 of a rotation: the new key published beside the old, which still signs.
+        let introduced = AssertionSigner::from_pems(&[&old, &new], &cfg).unwrap();
+        // Step 2: the new key signs; the old stays published until removed.
+        let rotated = AssertionSigner::from_pems(&[&new, &old], &cfg).unwrap();
+        let kids = |s: &AssertionSigner| -> Vec<String> {
+            let set: JwkSet = serde_json::from_slice(&s.jwks_json()).unwrap();
+            set.keys.iter().map(|k| k.common.key_id.clone().unwrap()).collect()
+        };
+        let s = session();
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        let jwt = |signer: &AssertionSigner| signer.render(&s, &signer.sign(&s, now).unwrap()).unwrap();
+        let old_kid = kids(&before)[0].clone();
+        assert_eq!(kids(&introduced).len(), 2);
+        assert_eq!(decode_header(jwt(&introduced)).unwrap().kid.unwrap(), old_kid);
+        let new_jwt = jwt(&rotated);
+        assert_ne!(
+            decode_header(&new_jwt).unwrap().kid.unwrap(),
+            old_kid,
+            "the new key signs"
+        );
+        assert!(verify(&rotated, &new_jwt).is_ok());
+        // An app holding the JWKS of step 1 verifies what step 2 signs, and
+        // one holding step 2's still verifies what the old key signed.
+        assert!(verify(&introduced, &new_jwt).is_ok());
+        assert!(verify(&rotated, &jwt(&before)).is_ok());
+        assert!(verify(&before, &new_jwt).is_err(), "never published before step 1");
+        // Retired: only the new key remains.
+        let retired = AssertionSigner::from_pems(&[&new], &cfg).unwrap();
+        assert!(verify(&retired, &jwt(&before)).is_err());
+        assert!(AssertionSigner::from_pems(&[], &cfg).is_err());
     }
 }

@@ -4,8 +4,10 @@
 
 use super::*;
 use crate::metrics::METRICS;
+use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 use std::time::Instant;
 
 #[derive(Default)]
@@ -82,7 +84,7 @@ impl MemoryStore {
 }
 
 #[async_trait]
-impl Store for MemoryStore {
+impl SessionStore for MemoryStore {
     async fn put_session(&self, id: &SessionKey, s: &Session, ttl: Duration) -> Result<(), StoreError> {
         let mut g = self.lock();
         g.sweep();
@@ -120,6 +122,17 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn sessions_by_sid(&self, sid: &str) -> Result<Vec<SessionKey>, StoreError> {
+        Ok(self.lock().live(Index::Sid, sid))
+    }
+
+    async fn sessions_by_user(&self, user: &str) -> Result<Vec<SessionKey>, StoreError> {
+        Ok(self.lock().live(Index::User, user))
+    }
+}
+
+#[async_trait]
+impl LoginStates for MemoryStore {
     async fn put_login(&self, state: &str, r: &LoginRecord, ttl: Duration) -> Result<(), StoreError> {
         let mut g = self.lock();
         g.sweep();
@@ -135,7 +148,10 @@ impl Store for MemoryStore {
             .filter(|(_, exp)| *exp > Instant::now())
             .map(|(r, _)| r))
     }
+}
 
+#[async_trait]
+impl SharedValues for MemoryStore {
     async fn get_or_init(&self, key: &str, candidate: &str) -> Result<String, StoreError> {
         Ok(self
             .lock()
@@ -165,15 +181,10 @@ impl Store for MemoryStore {
             }
         }
     }
+}
 
-    async fn sessions_by_sid(&self, sid: &str) -> Result<Vec<SessionKey>, StoreError> {
-        Ok(self.lock().live(Index::Sid, sid))
-    }
-
-    async fn sessions_by_user(&self, user: &str) -> Result<Vec<SessionKey>, StoreError> {
-        Ok(self.lock().live(Index::User, user))
-    }
-
+#[async_trait]
+impl RevocationBus for MemoryStore {
     async fn publish_revocation(&self, _id: &SessionKey) -> Result<(), StoreError> {
         Ok(())
     }
@@ -181,7 +192,10 @@ impl Store for MemoryStore {
     fn revocations(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Revocation>> {
         None
     }
+}
 
+#[async_trait]
+impl Store for MemoryStore {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
@@ -198,8 +212,8 @@ mod tests {
     fn session(now: i64) -> Session {
         Session {
             portal: "agent".into(),
-            portal_kind: "agent".into(),
-            tid: "t".into(),
+            portal_kind: policy::PortalKind::Agent,
+            tid: "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa".parse().unwrap(),
             oid: "o".into(),
             sub: "s".into(),
             issuer: "i".into(),

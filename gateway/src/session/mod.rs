@@ -1,21 +1,27 @@
-//! Sessions and pending logins: the [`Store`] trait with an in-memory and a
-//! Redis implementation, and the records they hold.
+//! Sessions and pending logins: the store traits ([`store`]) with an
+//! in-memory and a Redis implementation, the records they hold, and
+//! [`Sessions`], the cookie-to-session path with its local cache.
 
 pub mod cache;
 pub mod memory;
+pub mod metered;
 pub mod redis_conn;
 pub mod redis_store;
+pub mod sessions;
+pub mod store;
 
-use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use policy::{PortalKind, TenantId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
-use std::time::Duration;
 
 pub use memory::MemoryStore;
+pub use metered::MeteredStore;
 pub use redis_store::RedisStore;
+pub use sessions::Sessions;
+pub use store::{LoginStates, Revocation, RevocationBus, SessionStore, SharedValues, Store, StoreError};
 
 /// 256 random bits, base64url: opaque, unguessable, fixed length.
 /// 32 random bytes as 43 base64url characters, held inline: an id is a map
@@ -130,8 +136,9 @@ pub fn state_digest(state: &str) -> String {
 pub struct Session {
     /// Portal name, and its kind (agent|user) as the app is told.
     pub portal: String,
-    pub portal_kind: String,
-    pub tid: String,
+    pub portal_kind: PortalKind,
+    #[serde(with = "crate::as_string")]
+    pub tid: TenantId,
     pub oid: String,
     pub sub: String,
     pub issuer: String,
@@ -142,6 +149,8 @@ pub struct Session {
     pub login_hint: Option<String>,
     /// The directory key the app knows this user by.
     pub user_key: String,
+    /// The `clients[].name` whose host the session was made at (a name of
+    /// the configuration's, not an Entra application id).
     pub client: Option<String>,
     pub created_at: i64,
     pub last_seen: i64,
@@ -182,8 +191,14 @@ pub struct LoginRecord {
     pub return_to: String,
     #[serde(rename = "m", default)]
     pub remember_me: bool,
-    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
-    pub tenant: Option<String>,
+    /// The tenant the login was sent to, if it named one.
+    #[serde(
+        rename = "t",
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::as_string::option"
+    )]
+    pub tenant: Option<TenantId>,
     #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
     /// Exactly the redirect_uri sent (the code exchange must repeat it).
@@ -193,57 +208,12 @@ pub struct LoginRecord {
     pub started_at: i64,
 }
 
-/// A message on the revocation bus.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Revocation {
-    Session(SessionKey),
-    /// The bus was disconnected: messages may have been missed, drop all.
-    Flush,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("session store unavailable: {0}")]
-    Unavailable(String),
-    #[error("corrupt record in session store: {0}")]
-    Corrupt(String),
-}
-
-/// Everything the gateway keeps between requests. Implementations must be
-/// safe to share between instances: `take_login` is atomic (single use).
-#[async_trait]
-pub trait Store: Send + Sync + 'static {
-    async fn put_session(&self, id: &SessionKey, s: &Session, ttl: Duration) -> Result<(), StoreError>;
-    async fn get_session(&self, id: &SessionKey) -> Result<Option<Session>, StoreError>;
-    async fn delete_session(&self, id: &SessionKey) -> Result<(), StoreError>;
-    async fn put_login(&self, state: &str, r: &LoginRecord, ttl: Duration) -> Result<(), StoreError>;
-    /// Returns the record and removes it, atomically: a state works once.
-    async fn take_login(&self, state: &str) -> Result<Option<LoginRecord>, StoreError>;
-    /// Stores `candidate` unless a value exists; returns the value in force.
-    async fn get_or_init(&self, key: &str, candidate: &str) -> Result<String, StoreError>;
-    /// Shared values (e.g. the CSP tenant list), without expiry.
-    async fn put_value(&self, key: &str, value: &str) -> Result<(), StoreError>;
-    async fn get_value(&self, key: &str) -> Result<Option<String>, StoreError>;
-    /// Takes a lease for `ttl` unless another holder has it: one instance
-    /// does a periodic job, the others skip it.
-    async fn try_lease(&self, key: &str, ttl: Duration) -> Result<bool, StoreError>;
-    /// Live sessions indexed under an ID token `sid` (front-channel logout).
-    async fn sessions_by_sid(&self, sid: &str) -> Result<Vec<SessionKey>, StoreError>;
-    /// Live sessions of a user (directory key).
-    async fn sessions_by_user(&self, user: &str) -> Result<Vec<SessionKey>, StoreError>;
-    /// Tells every instance that a session ended.
-    async fn publish_revocation(&self, id: &SessionKey) -> Result<(), StoreError>;
-    /// Revocations published by any instance, for this instance's cache; None
-    /// when the store has no bus (a single in-memory instance needs none).
-    fn revocations(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Revocation>>;
-    async fn ping(&self) -> Result<(), StoreError>;
-    fn kind(&self) -> &'static str;
-}
-
-pub fn now_unix_ms() -> i64 {
+/// Microseconds: login cookies opened by one browser in the same
+/// millisecond (scripted tabs, fast clients) still order truly.
+pub fn now_unix_us() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
+        .map(|d| d.as_micros() as i64)
         .unwrap_or_default()
 }
 
@@ -279,7 +249,7 @@ mod tests {
             pkce_verifier: Some(random_token(32)),
             return_to,
             remember_me: true,
-            tenant: Some("aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa".into()),
+            tenant: Some("aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa".parse().unwrap()),
             client: Some("contoso".into()),
             redirect_uri: "https://contoso.halo.example.com/portal/auth/account/azureresponse".into(),
             started_at: now_unix(),
@@ -288,6 +258,37 @@ mod tests {
         assert!(typical.len() < 400, "{} bytes: {typical}", typical.len());
         let longest = serde_json::to_string(&record(format!("/{}", "a".repeat(policy::paths::MAX_LEN - 1)))).unwrap();
         assert!(longest.len() < 1024, "{} bytes", longest.len());
+    }
+
+    /// Records in the JSON the version before typed fields wrote (all strings,
+    /// same names and order): they must still decode, and encode back the same.
+    #[test]
+    fn records_written_before_typed_fields_still_decode() {
+        let session = r#"{"portal":"agent","portal_kind":"agent","tid":"aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa","oid":"o1","sub":"s1","issuer":"https://login.microsoftonline.com/aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa/v2.0","name":"Ann","email":"ann@contoso.com","sid":"sid1","login_hint":"hint","user_key":"ann","client":"contoso","created_at":1000,"last_seen":1010,"absolute_expiry":2000,"idle_timeout_secs":600,"remember_me":false,"csrf":"c1","new_user":true}"#;
+        let s: Session = serde_json::from_str(session).unwrap();
+        assert_eq!(s.portal_kind, PortalKind::Agent);
+        assert_eq!(s.tid.as_str(), "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa");
+        assert_eq!(serde_json::to_string(&s).unwrap(), session);
+
+        let login = r#"{"p":"portal","n":"n1","b":"b1","v":"v1","r":"/x","m":true,"t":"aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa","c":"contoso","u":"https://x/portal/auth/account/azureresponse","s":5}"#;
+        let r: LoginRecord = serde_json::from_str(login).unwrap();
+        assert_eq!(
+            r.tenant.as_ref().map(TenantId::as_str),
+            Some("aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa")
+        );
+        assert_eq!(serde_json::to_string(&r).unwrap(), login);
+        // The optional fields absent, as a login without tenant wrote them.
+        let bare = r#"{"p":"portal","n":"n1","b":"b1","r":"/x","m":false,"u":"https://x/","s":5}"#;
+        let r: LoginRecord = serde_json::from_str(bare).unwrap();
+        assert_eq!(r.tenant, None);
+        assert_eq!(serde_json::to_string(&r).unwrap(), bare);
+        // A tenant that is not a GUID was never written; it is corrupt.
+        assert!(
+            serde_json::from_str::<Session>(
+                &session.replace("aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa\",\"oid", "x\",\"oid")
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -15,7 +15,9 @@
 use super::redis_conn::{RedisConn, Subscriber};
 use super::*;
 use crate::config::RedisTarget;
+use async_trait::async_trait;
 use redis::AsyncCommands;
+use std::time::Duration;
 
 pub struct RedisStore {
     conn: RedisConn,
@@ -41,6 +43,11 @@ impl RedisStore {
             subscriber,
             prefix: prefix.to_string(),
         })
+    }
+
+    /// The builtin directory's records, on this store's connection.
+    pub fn directory_records(&self) -> crate::directory::redis_records::RedisRecords {
+        crate::directory::redis_records::RedisRecords::new(self.conn.clone(), &self.prefix)
     }
 
     fn session_key(&self, id: &SessionKey) -> String {
@@ -104,7 +111,7 @@ fn encode<T: Serialize>(v: &T) -> Result<String, StoreError> {
 }
 
 #[async_trait]
-impl Store for RedisStore {
+impl SessionStore for RedisStore {
     async fn put_session(&self, id: &SessionKey, s: &Session, ttl: Duration) -> Result<(), StoreError> {
         let ttl = ttl_secs(ttl);
         let mut writes = Vec::with_capacity(3);
@@ -146,6 +153,17 @@ impl Store for RedisStore {
         c.del::<_, ()>(self.session_key(id)).await.map_err(unavailable)
     }
 
+    async fn sessions_by_sid(&self, sid: &str) -> Result<Vec<SessionKey>, StoreError> {
+        self.live_members(&self.sid_key(sid)).await
+    }
+
+    async fn sessions_by_user(&self, user: &str) -> Result<Vec<SessionKey>, StoreError> {
+        self.live_members(&self.user_key(user)).await
+    }
+}
+
+#[async_trait]
+impl LoginStates for RedisStore {
     async fn put_login(&self, state: &str, r: &LoginRecord, ttl: Duration) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         c.set_ex::<_, _, ()>(self.login_key(state), encode(r)?, ttl_secs(ttl))
@@ -163,7 +181,10 @@ impl Store for RedisStore {
             .map_err(unavailable)?;
         decode(raw)
     }
+}
 
+#[async_trait]
+impl SharedValues for RedisStore {
     async fn get_or_init(&self, key: &str, candidate: &str) -> Result<String, StoreError> {
         let mut c = self.conn.clone();
         let k = format!("{}v:{key}", self.prefix);
@@ -197,15 +218,10 @@ impl Store for RedisStore {
             .map_err(unavailable)?;
         Ok(taken.is_some())
     }
+}
 
-    async fn sessions_by_sid(&self, sid: &str) -> Result<Vec<SessionKey>, StoreError> {
-        self.live_members(&self.sid_key(sid)).await
-    }
-
-    async fn sessions_by_user(&self, user: &str) -> Result<Vec<SessionKey>, StoreError> {
-        self.live_members(&self.user_key(user)).await
-    }
-
+#[async_trait]
+impl RevocationBus for RedisStore {
     async fn publish_revocation(&self, id: &SessionKey) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         c.publish::<_, _, ()>(self.channel(), id.to_hex())
@@ -247,7 +263,10 @@ impl Store for RedisStore {
         });
         Some(rx)
     }
+}
 
+#[async_trait]
+impl Store for RedisStore {
     async fn ping(&self) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         redis::cmd("PING")

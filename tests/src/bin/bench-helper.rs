@@ -10,8 +10,8 @@
 //!   bench-helper plain-proxy LISTEN UPSTREAM   plain Pingora proxying (the stack's floor)
 
 use e2e::FormPost;
-use entra_gateway::demo::mock_entra::{MockApp, MockEntra, MockEntraConfig};
-use entra_gateway::session::{Session, SessionId, Store};
+use entra_gateway::session::{Session, SessionId, SessionStore};
+use mock_entra::{MockApp, MockEntra, MockEntraConfig};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -124,8 +124,8 @@ fn bench_session(i: usize) -> Session {
     let user = &e2e::users()[i % 2];
     Session {
         portal: "agent".into(),
-        portal_kind: "agent".into(),
-        tid: user.tenant.clone(),
+        portal_kind: policy::PortalKind::Agent,
+        tid: user.tenant.parse().expect("a GUID"),
         oid: user.oid.clone(),
         sub: entra_gateway::session::random_token(32),
         issuer: format!("http://127.0.0.1:19400/{}/v2.0", user.tenant),

@@ -1,9 +1,13 @@
-//! Wires the demo together: mock Entra + demo app on a background runtime,
-//! then the real gateway on the main thread.
+//! `entra-gateway demo`: the whole product on one machine, no Azure tenant.
+//! Wires the mock Entra and the demo app (crate `mock-entra`) on a background
+//! runtime, then the real gateway on the main thread.
+//!
+//! Compiled only with the `demo` cargo feature (on by default, off in
+//! production builds), so that a production binary carries no mock.
 
-use super::app::{DemoAppConfig, start as start_app};
-use super::mock_entra::{MockApp, MockEntra, MockEntraConfig, MockUser};
 use crate::config::Config;
+use mock_entra::app::{DemoAppConfig, start as start_app};
+use mock_entra::{MockApp, MockEntra, MockEntraConfig, MockUser};
 use std::net::SocketAddr;
 
 pub const DEMO_TENANT: &str = "7d6f0a1e-3c2b-4e5f-9a8b-1c2d3e4f5a6b";

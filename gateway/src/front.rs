@@ -1,0 +1,245 @@
+//! A request's way through the gateway up to the application: classified
+//! by `policy::route`, answered here (fixed endpoints, refusals, sign-in
+//! redirects, 401) or sent on with or without an identity after
+//! `policy::access::decide`. `proxy.rs` calls [`route`] and [`access`] and
+//! only translates to and from Pingora; no Pingora types here.
+
+use crate::app::App;
+use crate::auth::{self, RequestContext};
+use crate::config::Server;
+use crate::metrics::METRICS;
+use crate::respond::{self, Resp};
+use crate::session::Session;
+use bytes::Bytes;
+use http::HeaderMap;
+use http::request::Parts;
+use policy::Reason;
+use policy::access::{AccessFacts, Outcome, SessionState, decide};
+use policy::cookies::{cookies_secure, local_cookie_name, session_cookie_name};
+use policy::route::{Fixed, PortalRequest, RequestFacts, Route, classify};
+use std::net::IpAddr;
+
+/// What the connection says about the client, before any routing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Conn {
+    /// The TCP peer (what X-Forwarded-For gets appended).
+    pub peer_ip: Option<IpAddr>,
+    /// The client: the peer, or behind trusted proxies the forwarded address.
+    pub client_ip: Option<IpAddr>,
+    /// The peer is one of `server.trusted_proxies`.
+    pub trusted_peer: bool,
+    /// TLS here, or `X-Forwarded-Proto: https` from a trusted proxy.
+    pub https: bool,
+}
+
+impl Conn {
+    pub fn new(server: &Server, peer_ip: Option<IpAddr>, tls: bool, headers: &HeaderMap) -> Conn {
+        let trusted_peer = peer_ip.is_some_and(|ip| server.is_trusted(ip));
+        let client_ip = peer_ip.map(|peer| {
+            policy::ratelimit::client_ip(peer, header(headers, "x-forwarded-for"), |ip| server.is_trusted(ip))
+        });
+        let https = tls
+            || (trusted_peer && header(headers, "x-forwarded-proto").is_some_and(|p| p.eq_ignore_ascii_case("https")));
+        Conn {
+            peer_ip,
+            client_ip,
+            trusted_peer,
+            https,
+        }
+    }
+}
+
+/// Who a forwarded request is: the signed assertion and the session it says.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub assertion: String,
+    pub session: Session,
+}
+
+/// What to do with a request.
+#[derive(Debug)]
+pub enum Step {
+    /// Answer it here.
+    Respond(Outcome, Resp),
+    /// One of the gateway's `/auth/*` pages: read the body, then [`auth::handle`].
+    Auth(RequestContext),
+    /// The application's: decide access (see [`access`]).
+    App { cx: RequestContext, public: bool },
+}
+
+/// What became of a request for the application.
+#[derive(Debug)]
+pub enum Verdict {
+    Respond(Outcome, Resp),
+    /// To the upstream, with an identity or without.
+    Upstream(Outcome, Option<Box<Identity>>),
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Classifies a request and answers what needs no session.
+pub async fn route(app: &App, req: &Parts, raw_target: &[u8], conn: &Conn) -> Step {
+    let nav = auth::navigation(&req.method, &req.headers);
+    let facts = RequestFacts {
+        method: req.method.as_str(),
+        raw_target,
+        path: req.uri.path(),
+        host: header(&req.headers, "host").unwrap_or_default(),
+        https: conn.https,
+    };
+    match classify(&app.routing, &facts) {
+        Route::Bad(bad) => {
+            METRICS.bad_requests.with_label_values(&[bad.label()]).inc();
+            Step::Respond(
+                Outcome::BadRequest,
+                respond::refusal(Reason::BadRequest, Some(bad.message()), None, nav),
+            )
+        }
+        Route::Fixed(f) => Step::Respond(Outcome::Gateway, fixed(app, f).await),
+        Route::NoPortal => {
+            METRICS.bad_requests.with_label_values(&[Reason::NoPortal.code()]).inc();
+            Step::Respond(Outcome::NoPortal, respond::refusal(Reason::NoPortal, None, None, nav))
+        }
+        Route::Auth(p) => Step::Auth(context(app, &p, conn)),
+        Route::App { req: p, public } => Step::App {
+            cx: context(app, &p, conn),
+            public,
+        },
+    }
+}
+
+/// What the `/auth/*` routes and the access decision know of a request.
+fn context(app: &App, p: &PortalRequest<'_>, conn: &Conn) -> RequestContext {
+    let portal = app.portal(p.portal);
+    RequestContext {
+        client: p.client,
+        portal_url: policy::route::portal_url_at(
+            &portal.url,
+            portal.https,
+            &portal.route.path_prefix,
+            p.client.map(|_| p.authority.as_str()),
+        ),
+        portal: p.portal,
+        secure_cookies: cookies_secure(conn.https, app.config.server.insecure_dev_cookies),
+        rel_path: p.rel_path.to_string(),
+        client_ip: conn.client_ip,
+        sso: p.sso,
+    }
+}
+
+/// Decides a request for the application: with its session (if SSO is on
+/// here), forwarded with identity, without, or sent to sign in.
+pub async fn access(app: &App, req: &Parts, cx: &RequestContext, public: bool) -> Verdict {
+    let portal = app.portal(cx.portal);
+    let nav = auth::navigation(&req.method, &req.headers);
+    let mut identity = None;
+    let mut local_account = false;
+    if cx.sso {
+        let base = &app.config.session.cookie_name;
+        let local = local_cookie_name(base, &portal.name, cx.secure_cookies);
+        local_account = respond::cookie_value(&req.headers, &local).is_some();
+        let name = session_cookie_name(base, &portal.name, cx.secure_cookies);
+        if let Some(value) = respond::cookie_value(&req.headers, &name) {
+            match app.sessions.for_cookie(value, portal, cx.client_name(app)).await {
+                Ok(Some((id, mut s))) => {
+                    let jwt = if s.new_user {
+                        app.assertion_for_new_user(&id, &mut s).await
+                    } else {
+                        app.assertions.for_session(&id, &s)
+                    };
+                    identity = jwt.map(|assertion| Box::new(Identity { assertion, session: s }));
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    return Verdict::Respond(
+                        Outcome::StoreUnavailable,
+                        respond::refusal(Reason::StoreUnavailable, None, Some(portal), nav),
+                    );
+                }
+            }
+        }
+    }
+    let access = decide(&AccessFacts {
+        sso: cx.sso,
+        public,
+        session: if identity.is_some() {
+            SessionState::Valid
+        } else {
+            SessionState::None
+        },
+        local_account,
+        navigation: nav,
+        auto_redirect: cx.auto_redirect(&app.config),
+    });
+    let outcome = Outcome::from(access);
+    match access {
+        policy::access::Access::Forward => Verdict::Upstream(outcome, identity),
+        policy::access::Access::Transparent(_) => Verdict::Upstream(outcome, None),
+        policy::access::Access::StartLogin { auto_redirect } => {
+            let rd = req.uri.path_and_query().map(|p| p.as_str());
+            let resp = if auto_redirect {
+                let http_req = to_http(req, Bytes::new());
+                auth::login::start(app, &http_req, cx, rd, app.config.sso.remember_me_default).await
+            } else {
+                auth::login::to_login_page(portal, rd)
+            };
+            Verdict::Respond(outcome, resp)
+        }
+        policy::access::Access::Unauthorized => Verdict::Respond(outcome, respond::unauthorized(portal)),
+    }
+}
+
+/// The request as a plain `http::Request`, for the auth routes.
+pub fn to_http(req: &Parts, body: Bytes) -> http::Request<Bytes> {
+    let mut r = http::Request::new(body);
+    *r.method_mut() = req.method.clone();
+    *r.uri_mut() = req.uri.clone();
+    *r.headers_mut() = req.headers.clone();
+    r
+}
+
+/// The gateway's own endpoints, on any host.
+async fn fixed(app: &App, f: Fixed) -> Resp {
+    match f {
+        Fixed::Healthz => respond::text(200, "ok"),
+        Fixed::Readyz => ready(app).await,
+        Fixed::Jwks => {
+            let mut r = respond::json(200, &serde_json::Value::Null);
+            *r.body_mut() = app.assertions.signer.jwks_json();
+            r.headers_mut().insert(
+                http::header::CACHE_CONTROL,
+                http::HeaderValue::from_static("public, max-age=300"),
+            );
+            r
+        }
+    }
+}
+
+async fn ready(app: &App) -> Resp {
+    let store_ok = app.store.ping().await.is_ok();
+    // A failing CSP sync degrades (the last good list stays in force);
+    // it does not take the instance out of rotation.
+    let csp_error = if app.config.entra.csp_sync.enabled {
+        app.tenants.csp_status().last_error
+    } else {
+        None
+    };
+    match (store_ok, csp_error) {
+        (false, _) => respond::json(
+            503,
+            &serde_json::json!({ "status": "not_ready", "store": "unavailable", "entra_metadata": "ok" }),
+        ),
+        // Status only: error texts go to the log and metrics, not to
+        // whoever can reach this path.
+        (true, Some(_)) => respond::json(
+            200,
+            &serde_json::json!({ "status": "degraded", "store": "ok", "entra_metadata": "ok", "csp_sync": "failing" }),
+        ),
+        (true, None) => respond::json(
+            200,
+            &serde_json::json!({ "status": "ready", "store": "ok", "entra_metadata": "ok" }),
+        ),
+    }
+}

@@ -1,0 +1,160 @@
+//! [`MockEntra`]: starts the endpoints, and the controls and counters tests use.
+
+use crate::config::{MockEntraConfig, MockUser};
+use crate::keys::{SigningKey, TokenSpec};
+use crate::logout::LogoutCall;
+use crate::state::Inner;
+use crate::util::random_token;
+use crate::{authorize, discovery, graph, keys, logout, token};
+use axum::Router;
+use axum::routing::{get, post};
+use serde_json::json;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone)]
+pub struct MockEntra {
+    inner: Arc<Inner>,
+}
+
+impl MockEntra {
+    /// Binds `addr` (port 0 for any) and serves on the current runtime.
+    pub async fn start(config: MockEntraConfig, addr: SocketAddr) -> std::io::Result<MockEntra> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let base = format!("http://{local}");
+        let issuer_host = config.issuer_host.clone().unwrap_or_else(|| base.clone());
+        let mut keys = HashMap::new();
+        for t in &config.tenants {
+            keys.insert(
+                t.clone(),
+                vec![SigningKey::generate(&format!("{issuer_host}/{t}/v2.0"))],
+            );
+        }
+        let inner = Arc::new(Inner {
+            base,
+            issuer_host,
+            contracts: Mutex::new(config.contracts.clone()),
+            graph_failure: Mutex::new(None),
+            app_tokens: Mutex::new(Vec::new()),
+            graph_calls: Mutex::new(0),
+            config,
+            keys: Mutex::new(keys),
+            codes: Mutex::new(HashMap::new()),
+            jwks_fetches: Mutex::new(HashMap::new()),
+            logouts: Mutex::new(Vec::new()),
+            sessions: Mutex::new(HashMap::new()),
+        });
+        let router = Router::new()
+            .route(
+                "/{tenant}/v2.0/.well-known/openid-configuration",
+                get(discovery::discovery),
+            )
+            .route("/{tenant}/discovery/v2.0/keys", get(keys::jwks))
+            .route(
+                "/{tenant}/oauth2/v2.0/authorize",
+                get(authorize::authorize_get).post(authorize::authorize_post),
+            )
+            .route("/{tenant}/oauth2/v2.0/token", post(token::token))
+            .route("/{tenant}/oauth2/v2.0/logout", get(logout::logout))
+            .route("/v1.0/contracts", get(graph::contracts))
+            .with_state(inner.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Ok(MockEntra { inner })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.inner.base
+    }
+
+    pub fn issuer(&self, tenant: &str) -> String {
+        self.inner.issuer(tenant)
+    }
+
+    /// Replaces the `issuer` property of a tenant's published keys.
+    pub fn set_key_issuer(&self, tenant: &str, issuer: &str) {
+        if let Some(keys) = self.inner.keys.lock().expect("lock").get_mut(tenant) {
+            for k in keys {
+                k.jwk["issuer"] = json!(issuer);
+            }
+        }
+    }
+
+    pub fn set_contracts(&self, customer_ids: Vec<String>) {
+        *self.inner.contracts.lock().expect("lock") = customer_ids;
+    }
+
+    /// Makes Graph answer this status (None: normal service).
+    pub fn fail_graph(&self, status: Option<u16>) {
+        *self.inner.graph_failure.lock().expect("lock") = status;
+    }
+
+    pub fn graph_calls(&self) -> usize {
+        *self.inner.graph_calls.lock().expect("lock")
+    }
+
+    /// Publishes a new active key; the old ones stay in the JWKS (as Entra
+    /// does during a rollover) until [`retire_old_keys`](Self::retire_old_keys).
+    pub fn rotate_keys(&self, tenant: &str) {
+        let k = SigningKey::generate(&self.issuer(tenant));
+        self.inner
+            .keys
+            .lock()
+            .expect("lock")
+            .entry(tenant.to_string())
+            .or_default()
+            .insert(0, k);
+    }
+
+    pub fn retire_old_keys(&self, tenant: &str) {
+        if let Some(v) = self.inner.keys.lock().expect("lock").get_mut(tenant) {
+            v.truncate(1);
+        }
+    }
+
+    pub fn active_kid(&self, tenant: &str) -> Option<String> {
+        self.inner
+            .keys
+            .lock()
+            .expect("lock")
+            .get(tenant)
+            .and_then(|v| v.first())
+            .map(|k| k.kid.clone())
+    }
+
+    pub fn jwks_fetch_count(&self, tenant: &str) -> usize {
+        self.inner
+            .jwks_fetches
+            .lock()
+            .expect("lock")
+            .get(tenant)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn logout_calls(&self) -> Vec<LogoutCall> {
+        self.inner.logouts.lock().expect("lock").clone()
+    }
+
+    pub fn user(&self, username: &str) -> Option<MockUser> {
+        self.inner.find_user(username)
+    }
+
+    /// Mints an ID token as Entra would, then applies the spec's overrides.
+    pub fn mint(&self, spec: &TokenSpec) -> String {
+        let user = self.inner.find_user(&spec.user).expect("mint: unknown user");
+        let sid = random_token(16);
+        self.inner.mint(
+            &user,
+            &spec.client_id,
+            spec.nonce.as_deref(),
+            &sid,
+            None,
+            &spec.claims,
+            &spec.signing,
+        )
+    }
+}

@@ -1,0 +1,93 @@
+//! The mock's shared state, and the look-ups every endpoint uses. Each
+//! endpoint module adds its own `impl Inner` where it needs more.
+
+use crate::config::{MockApp, MockEntraConfig, MockUser};
+use crate::keys::SigningKey;
+use crate::logout::LogoutCall;
+use axum::http::{HeaderMap, header};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Query or form parameters of a request.
+pub(crate) type Params = HashMap<String, String>;
+
+/// The mock's own browser-session cookie (Entra's is `ESTSAUTH`): a second
+/// sign-in in the same browser reuses the Entra session and its `sid`.
+pub(crate) const SSO_COOKIE: &str = "mock_estsauth";
+
+/// The `sid` of this browser's Entra session, from the mock's cookie.
+pub(crate) fn sso_sid(h: &HeaderMap) -> Option<String> {
+    h.get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == SSO_COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+/// One Entra browser session: who, and which apps signed in through it.
+#[derive(Debug, Clone)]
+pub(crate) struct SsoSession {
+    pub(crate) username: String,
+    pub(crate) apps: Vec<String>,
+}
+
+/// An authorization code waiting to be redeemed at the token endpoint.
+pub(crate) struct PendingCode {
+    pub(crate) client_id: String,
+    pub(crate) redirect_uri: String,
+    pub(crate) challenge: Option<String>,
+    pub(crate) nonce: Option<String>,
+    pub(crate) user: MockUser,
+    pub(crate) sid: String,
+    pub(crate) expires: i64,
+}
+
+pub(crate) struct Inner {
+    /// Where the mock is served (`http://127.0.0.1:PORT`).
+    pub(crate) base: String,
+    pub(crate) config: MockEntraConfig,
+    /// Per tenant, the active key first.
+    pub(crate) keys: Mutex<HashMap<String, Vec<SigningKey>>>,
+    pub(crate) codes: Mutex<HashMap<String, PendingCode>>,
+    pub(crate) jwks_fetches: Mutex<HashMap<String, usize>>,
+    pub(crate) logouts: Mutex<Vec<LogoutCall>>,
+    /// Entra browser sessions by `sid`, ended by logout.
+    pub(crate) sessions: Mutex<HashMap<String, SsoSession>>,
+    pub(crate) issuer_host: String,
+    pub(crate) contracts: Mutex<Vec<String>>,
+    pub(crate) graph_failure: Mutex<Option<u16>>,
+    /// Access tokens issued by the client-credentials grant, which Graph accepts.
+    pub(crate) app_tokens: Mutex<Vec<String>>,
+    pub(crate) graph_calls: Mutex<usize>,
+}
+
+impl Inner {
+    pub(crate) fn find_user(&self, name: &str) -> Option<MockUser> {
+        self.config
+            .users
+            .iter()
+            .find(|u| {
+                u.username.eq_ignore_ascii_case(name)
+                    || u.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(name))
+            })
+            .cloned()
+    }
+
+    pub(crate) fn app(&self, client_id: &str) -> Option<&MockApp> {
+        self.config
+            .apps
+            .iter()
+            .find(|a| a.client_id.eq_ignore_ascii_case(client_id))
+    }
+
+    pub(crate) fn known_tenant(&self, t: &str) -> bool {
+        self.config.tenants.iter().any(|k| k == t)
+    }
+
+    /// A tenant's issuer (`iss`, discovery, JWK `issuer`).
+    pub(crate) fn issuer(&self, tenant: &str) -> String {
+        format!("{}/{tenant}/v2.0", self.issuer_host)
+    }
+}
