@@ -7,6 +7,7 @@
 //!   bench-helper signins URL N CONCURRENCY     N full sign-ins; print sign-ins/s
 //!   bench-helper callbacks URL N CONCURRENCY   N callbacks with tokens the mock minted
 //!                                              beforehand (untimed); print callbacks/s
+//!   bench-helper plain-proxy LISTEN UPSTREAM   plain Pingora proxying (the stack's floor)
 
 use e2e::FormPost;
 use entra_gateway::session::{Session, SessionId, SessionStore};
@@ -14,6 +15,9 @@ use mock_entra::{MockApp, MockEntra, MockEntraConfig};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+#[path = "bench-helper/plain_proxy.rs"]
+mod plain_proxy;
 
 const CLIENT: &str = "c1c1c1c1-3333-4333-8333-c1c1c1c1c1c1";
 
@@ -296,10 +300,16 @@ async fn main() {
             })
             .await;
         }
+        Some("plain-proxy") => {
+            let (listen, upstream) = (args[1].clone(), args[2].clone());
+            // Off this runtime's threads: Pingora starts runtimes of its own.
+            let server = std::thread::spawn(move || plain_proxy::run(&listen, &upstream));
+            let _ = server.join();
+        }
         _ => {
             eprintln!(
                 "usage: bench-helper mock PORT URI... | signin URL USER | signins|callbacks URL N CONCURRENCY \
-                 | sessions URL REDIS_URL N CONCURRENCY"
+                 | sessions URL REDIS_URL N CONCURRENCY | plain-proxy LISTEN UPSTREAM"
             );
             std::process::exit(2);
         }

@@ -1,0 +1,53 @@
+//! The floor of this stack for `bench/run`: Pingora proxying to one upstream
+//! with no filters, set up like the gateway's server (one worker thread, the
+//! same short shutdown), so the gateway's rows can be read against what
+//! Pingora alone costs on this machine.
+
+use async_trait::async_trait;
+use pingora::prelude::*;
+use pingora::server::configuration::ServerConf;
+
+struct PlainProxy {
+    upstream: String,
+}
+
+#[async_trait]
+impl ProxyHttp for PlainProxy {
+    type CTX = ();
+
+    fn new_ctx(&self) {}
+
+    // A peer per request, as the gateway builds it: Pingora's connection pool
+    // keys on the peer, so upstream connections are still reused.
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
+        Ok(Box::new(HttpPeer::new(self.upstream.as_str(), false, String::new())))
+    }
+}
+
+/// Serves `listen` → `upstream` (both `host:port`) until SIGTERM/SIGINT.
+///
+/// Pingora builds its own runtimes and refuses to start inside another one,
+/// so the caller runs this on a thread of its own, outside `#[tokio::main]`'s.
+pub fn run(listen: &str, upstream: &str) -> ! {
+    let tmp = std::env::temp_dir();
+    let pid = std::process::id();
+    let conf = ServerConf {
+        threads: 1,
+        grace_period_seconds: Some(1),
+        graceful_shutdown_timeout_seconds: Some(1),
+        pid_file: tmp.join(format!("bench-plain-proxy-{pid}.pid")).display().to_string(),
+        upgrade_sock: tmp.join(format!("bench-plain-proxy-{pid}.sock")).display().to_string(),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut proxy = http_proxy_service(
+        &server.configuration,
+        PlainProxy {
+            upstream: upstream.to_string(),
+        },
+    );
+    proxy.add_tcp(listen);
+    server.add_service(proxy);
+    server.run_forever()
+}
