@@ -102,6 +102,18 @@ impl RedisServer {
         Self::start_on(free_port())
     }
 
+    /// A server with extra options (e.g. `["--requirepass", "pw"]`).
+    pub fn start_with(extra: &[&str]) -> RedisServer {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let child = spawn_redis(port, extra, dir.path());
+        RedisServer {
+            child: Some(child),
+            port,
+            _dir: dir,
+        }
+    }
+
     pub fn start_on(port: u16) -> RedisServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let child = spawn_redis(port, &[], dir.path());

@@ -110,3 +110,45 @@ async fn a_client_secret_from_a_file_signs_in_with_the_code_flow() {
     assert_eq!(landed, "/");
     assert_eq!(b.whoami().await.json()["verified"], true);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_password_from_a_file_reaches_a_password_protected_redis() {
+    let redis = RedisServer::start_with(&["--requirepass", "s3cret:p@ss"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("redis-password");
+    std::fs::write(&file, "s3cret:p@ss\n").unwrap();
+    let h = Harness::start(
+        Options {
+            redis_url: Some(redis.url()),
+            ..Options::default()
+        }
+        .patch(json!({ "session": { "redis_password_file": file.display().to_string() } })),
+    )
+    .await;
+    let b = h.signed_in("alice@contoso.example").await;
+    assert_eq!(b.whoami().await.status, 200, "sessions kept in the protected Redis");
+    let text = stdout(&h.command(&["check-config", "--online"]));
+    assert!(line(&text, "session store").contains(" ok: redis"), "{text}");
+    assert!(!text.contains("s3cret"), "the password is never printed");
+
+    // Without the file the store refuses us, and the check says so.
+    let dir2 = tempfile::tempdir().unwrap();
+    let cfg = dir2.path().join("gateway.yaml");
+    let plain = Options {
+        redis_url: Some(redis.url()),
+        ..Options::default()
+    };
+    std::fs::write(
+        &cfg,
+        e2e::config::to_yaml(&plain.config(&h.wiring(free_port(), free_port(), &h.portal_url))),
+    )
+    .unwrap();
+    let out = std::process::Command::new(gateway_bin())
+        .args(["check-config", "--online", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(line(&text, "session store").contains(" FAILED: redis"), "{text}");
+}
