@@ -69,6 +69,34 @@ impl App {
         }
     }
 
+    /// An app for in-process tests: the configuration `yaml`, a memory
+    /// store, a fresh signing key, and a discovery document naming the
+    /// public cloud's endpoints of the configured tenant (nothing is fetched).
+    #[cfg(test)]
+    pub fn for_tests(yaml: &str) -> App {
+        crate::crypto::install();
+        let config = Config::from_yaml(yaml).unwrap_or_else(|e| panic!("test config: {e:?}"));
+        let authority = config.entra.authority();
+        let url = |p: &str| url::Url::parse(&format!("{authority}{p}")).expect("static URL");
+        let metadata = DiscoveryDocument {
+            issuer: config.entra.expected_discovery_issuer(),
+            authorization_endpoint: url("/oauth2/v2.0/authorize"),
+            token_endpoint: url("/oauth2/v2.0/token"),
+            jwks_uri: url("/discovery/v2.0/keys"),
+            end_session_endpoint: Some(url("/oauth2/v2.0/logout")),
+        };
+        let pem = crate::identity::signer::generate_pem().expect("a key");
+        let signer = AssertionSigner::from_pem(&pem, &config.identity).expect("a signer");
+        App::new(
+            config,
+            Arc::new(crate::session::MemoryStore::new()),
+            crate::entra::http_client(),
+            metadata,
+            signer,
+            None,
+        )
+    }
+
     pub fn portal(&self, i: usize) -> &Portal {
         &self.config.portals[i]
     }

@@ -18,6 +18,7 @@ use policy::access::{AccessFacts, Outcome, SessionState, decide};
 use policy::cookies::{cookies_secure, local_cookie_name, session_cookie_name};
 use policy::route::{Fixed, PortalRequest, RequestFacts, Route, classify};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// What the connection says about the client, before any routing.
 #[derive(Debug, Clone, Copy, Default)]
@@ -49,11 +50,12 @@ impl Conn {
     }
 }
 
-/// Who a forwarded request is: the signed assertion and the session it says.
+/// Who a forwarded request is: the signed assertion and the session it says
+/// (shared with the local cache, not copied).
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub assertion: String,
-    pub session: Session,
+    pub session: Arc<Session>,
 }
 
 /// What to do with a request.
@@ -72,7 +74,7 @@ pub enum Step {
 pub enum Verdict {
     Respond(Outcome, Resp),
     /// To the upstream, with an identity or without.
-    Upstream(Outcome, Option<Box<Identity>>),
+    Upstream(Outcome, Option<Identity>),
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -145,11 +147,11 @@ pub async fn access(app: &App, req: &Parts, cx: &RequestContext, public: bool) -
             match app.sessions.for_cookie(value, portal, cx.client_name(app)).await {
                 Ok(Some((id, mut s))) => {
                     let jwt = if s.new_user {
-                        app.assertion_for_new_user(&id, &mut s).await
+                        app.assertion_for_new_user(&id, Arc::make_mut(&mut s)).await
                     } else {
                         app.assertions.for_session(&id, &s)
                     };
-                    identity = jwt.map(|assertion| Box::new(Identity { assertion, session: s }));
+                    identity = jwt.map(|assertion| Identity { assertion, session: s });
                 }
                 Ok(None) => {}
                 Err(_) => {

@@ -38,7 +38,7 @@ pub struct Ctx {
     portal: Option<usize>,
     conn: Conn,
     outcome: Outcome,
-    identity: Option<Box<Identity>>,
+    identity: Option<Identity>,
 }
 
 type Session_ = pingora::proxy::Session;
@@ -153,7 +153,7 @@ impl ProxyHttp for GatewayProxy {
             host: session.req_header().headers.get("host").and_then(|v| v.to_str().ok()),
             convenience: cfg.identity.convenience_headers,
         };
-        for edit in upstream_edits(&up.headers, &facts, ctx.identity.as_deref()) {
+        for edit in upstream_edits(&up.headers, &facts, ctx.identity.as_ref()) {
             match edit {
                 Edit::Remove(name) => {
                     up.remove_header(&name);

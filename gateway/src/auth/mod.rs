@@ -8,6 +8,8 @@ pub mod local;
 pub mod login;
 pub mod logout;
 pub mod matching;
+#[cfg(test)]
+mod tests;
 
 use crate::app::App;
 use crate::respond::{self, Resp};

@@ -252,7 +252,7 @@ mod tests {
         .unwrap();
         let id = Identity {
             assertion: "eyJ.a.b".into(),
-            session,
+            session: std::sync::Arc::new(session),
         };
         let all = names(&upstream_edits(&HeaderMap::new(), &facts(false), Some(&id)));
         for want in [

@@ -5,13 +5,15 @@
 
 use super::{Session, SessionKey};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub struct LocalCache {
     ttl: Duration,
     max: usize,
-    map: Mutex<HashMap<SessionKey, (Session, Instant)>>,
+    /// Shared, not copied: a hit costs a reference count, and a map bucket
+    /// holds a pointer instead of a whole `Session`.
+    map: Mutex<HashMap<SessionKey, (Arc<Session>, Instant)>>,
 }
 
 impl LocalCache {
@@ -23,7 +25,7 @@ impl LocalCache {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionKey, (Session, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionKey, (Arc<Session>, Instant)>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -31,7 +33,7 @@ impl LocalCache {
         !self.ttl.is_zero()
     }
 
-    pub fn get(&self, id: &SessionKey) -> Option<Session> {
+    pub fn get(&self, id: &SessionKey) -> Option<Arc<Session>> {
         if !self.enabled() {
             return None;
         }
@@ -41,7 +43,7 @@ impl LocalCache {
             .map(|(s, _)| s.clone())
     }
 
-    pub fn put(&self, id: &SessionKey, s: &Session) {
+    pub fn put(&self, id: &SessionKey, s: &Arc<Session>) {
         if !self.enabled() {
             return;
         }

@@ -54,7 +54,7 @@ impl Sessions {
         value: &str,
         portal: &Portal,
         client: Option<&str>,
-    ) -> Result<Option<(SessionKey, Session)>, StoreError> {
+    ) -> Result<Option<(SessionKey, Arc<Session>)>, StoreError> {
         let Some(id) = SessionId::parse(value).map(|id| id.key()) else {
             METRICS
                 .bad_requests
@@ -74,7 +74,7 @@ impl Sessions {
         let mut s = match cached {
             Some(s) => s,
             None => match self.store.get_session(&id).await? {
-                Some(s) => s,
+                Some(s) => Arc::new(s),
                 None => return Ok(None),
             },
         };
@@ -90,7 +90,9 @@ impl Sessions {
             return Ok(None);
         }
         if policy::lifetime::needs_touch(s.last_seen, now) {
-            s.last_seen = now;
+            // A copy only here (once a minute): the cached one stays as it was
+            // for whoever holds it.
+            Arc::make_mut(&mut s).last_seen = now;
             match self.store.touch_session(&id, &s, Self::ttl(&s, now)).await {
                 Ok(()) => {}
                 // Store down: a cached session keeps working until its entry

@@ -1,0 +1,189 @@
+//! The `/auth/*` routes in process: an [`App::for_tests`] (memory store, no
+//! network), a request built by hand, the response read back. Cheap to write
+//! and to run; the whole-system tests in `tests/` cover the same routes over
+//! real HTTP with the mock Entra.
+
+use super::*;
+use crate::front::{Conn, Step};
+use http::header::{COOKIE, LOCATION, SET_COOKIE};
+
+const BASE: &str = r#"
+server: { listen: "127.0.0.1:8080", insecure_dev_cookies: true }
+upstream: { url: "http://127.0.0.1:9000" }
+entra: { tenant_id: aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa, client_id: c1c1c1c1-3333-4333-8333-c1c1c1c1c1c1 }
+sso: { auto_redirect_agents: true, auto_redirect_users: false }
+portals:
+  - { name: agent, kind: agent, url: "http://halo.example.com" }
+  - { name: portal, kind: user, url: "http://halo.example.com/portal" }
+identity: { audience: halo }
+"#;
+
+fn app() -> App {
+    App::for_tests(BASE)
+}
+
+/// Routes `method target` the way the proxy does and answers an `/auth/*` one.
+async fn send(app: &App, method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+    let mut b = http::Request::builder()
+        .method(method)
+        .uri(target)
+        .header("host", "halo.example.com");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let req = b.body(Bytes::from(body.to_string())).unwrap();
+    let (parts, body) = req.into_parts();
+    let conn = Conn {
+        peer_ip: Some([203, 0, 113, 7].into()),
+        client_ip: Some([203, 0, 113, 7].into()),
+        trusted_peer: false,
+        https: false,
+    };
+    match crate::front::route(app, &parts, target.as_bytes(), &conn).await {
+        Step::Auth(cx) => handle(app, http::Request::from_parts(parts, body), &cx).await,
+        other => panic!("{target} is not an auth route: {other:?}"),
+    }
+}
+
+fn location(r: &Resp) -> &str {
+    r.headers().get(LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+fn set_cookies(r: &Resp) -> Vec<String> {
+    r.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_agent_login_goes_straight_to_entra_with_a_bound_state() {
+    let app = app();
+    let r = send(&app, "GET", "/auth/login?rd=/tickets/42", &[], "").await;
+    assert_eq!(r.status(), 302);
+    let to = url::Url::parse(location(&r)).unwrap();
+    assert!(
+        to.as_str()
+            .starts_with("https://login.microsoftonline.com/aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa/")
+    );
+    let q: std::collections::HashMap<_, _> = to.query_pairs().into_owned().collect();
+    assert_eq!(
+        q["response_type"], "id_token",
+        "no client credential: the id_token flow"
+    );
+    assert_eq!(q["response_mode"], "form_post");
+    assert_eq!(q["redirect_uri"], "http://halo.example.com/auth/account/azureresponse");
+    let state = &q["state"];
+    let cookies = set_cookies(&r);
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with(&format!("entra_gw_login_{}=", &state[..10]))),
+        "the login cookie names the state: {cookies:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_user_portal_without_auto_redirect_shows_the_login_page() {
+    let app = app();
+    let r = send(&app, "GET", "/portal/auth/login?rd=/portal/x", &[], "").await;
+    assert_eq!(r.status(), 200);
+    let page = String::from_utf8_lossy(r.body());
+    // Attribute values are HTML-escaped, `/` included.
+    assert!(page.contains("action=\"&#x2f;portal&#x2f;auth&#x2f;login\""), "{page}");
+    assert!(
+        page.contains("name=\"rd\" value=\"&#x2f;portal&#x2f;x\""),
+        "the return path is carried: {page}"
+    );
+}
+
+#[tokio::test]
+async fn cross_site_login_posts_are_refused_and_same_origin_ones_start() {
+    let app = app();
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let r = send(
+        &app,
+        "POST",
+        "/portal/auth/login",
+        &[form[0], ("sec-fetch-site", "cross-site")],
+        "rd=/portal/",
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    assert!(String::from_utf8_lossy(r.body()).contains("cross_site"));
+    let r = send(
+        &app,
+        "POST",
+        "/portal/auth/login",
+        &[form[0], ("origin", "http://halo.example.com")],
+        "rd=/portal/",
+    )
+    .await;
+    assert_eq!(r.status(), 302, "{:?}", r.body());
+}
+
+#[tokio::test]
+async fn use_a_local_account_sets_its_cookie_and_returns() {
+    let app = app();
+    let r = send(
+        &app,
+        "POST",
+        "/portal/auth/local",
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("sec-fetch-site", "same-origin"),
+        ],
+        "rd=/portal/tickets",
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "/portal/tickets");
+    assert!(set_cookies(&r).iter().any(|c| c.starts_with("entra_gw_local_portal=1")));
+}
+
+#[tokio::test]
+async fn tokens_in_the_query_are_refused_and_unknown_states_are_not_a_session() {
+    let app = app();
+    // A real pending sign-in, whose token then comes back in a URL.
+    let start = send(&app, "GET", "/auth/login?rd=/x", &[], "").await;
+    let to = url::Url::parse(location(&start)).unwrap();
+    let state = to.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+    let login_cookie = set_cookies(&start)[0].split(';').next().unwrap().to_string();
+    let leaked = format!("/auth/account/azureresponse?id_token=eyJ.x.y&state={state}");
+    let r = send(&app, "GET", &leaked, &[(COOKIE.as_str(), &login_cookie)], "").await;
+    assert_eq!(r.status(), 400);
+    assert!(String::from_utf8_lossy(r.body()).contains("token_in_query"));
+    // The state was consumed: the same URL does not work a second time either.
+    let again = send(&app, "GET", &leaked, &[(COOKIE.as_str(), &login_cookie)], "").await;
+    assert_eq!(again.status(), 400);
+    assert!(!String::from_utf8_lossy(again.body()).contains("token_in_query"));
+    let r = send(
+        &app,
+        "POST",
+        "/auth/account/azureresponse",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        "id_token=eyJ.x.y&state=abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+    )
+    .await;
+    assert_eq!(r.status(), 400, "a state this gateway never issued");
+    assert!(set_cookies(&r).iter().all(|c| !c.starts_with("entra_gw_agent=")));
+}
+
+#[tokio::test]
+async fn logout_without_a_session_just_says_signed_out() {
+    let app = app();
+    let r = send(
+        &app,
+        "GET",
+        "/auth/logout",
+        &[(COOKIE.as_str(), "entra_gw_agent=not-a-session")],
+        "",
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "/auth/logged-out");
+    assert!(set_cookies(&r).iter().any(|c| c.starts_with("entra_gw_agent=;")));
+    let r = send(&app, "GET", "/auth/nothing-here", &[], "").await;
+    assert_eq!(r.status(), 404);
+}
