@@ -200,16 +200,19 @@ mod tests {
     use super::*;
     use jsonwebtoken::{DecodingKey, Validation, decode, decode_header};
 
-    fn signer() -> AssertionSigner {
-        let cfg = Identity {
+    fn cfg() -> Identity {
+        Identity {
             audience: "app".into(),
             issuer: "https://gw.example".into(),
             assertion_lifetime: std::time::Duration::from_secs(300),
             signing_key: None,
             signing_keys: Vec::new(),
             convenience_headers: true,
-        };
-        AssertionSigner::from_pem(&generate_pem().unwrap(), &cfg).unwrap()
+        }
+    }
+
+    fn signer() -> AssertionSigner {
+        AssertionSigner::from_pem(&generate_pem().unwrap(), &cfg()).unwrap()
     }
 
     fn session() -> Session {
@@ -284,14 +287,7 @@ mod tests {
 
     #[test]
     fn rotation_signs_with_the_first_key_and_publishes_all() {
-        let cfg = Identity {
-            audience: "app".into(),
-            issuer: "https://gw.example".into(),
-            assertion_lifetime: std::time::Duration::from_secs(300),
-            signing_key: None,
-            signing_keys: Vec::new(),
-            convenience_headers: true,
-        };
+        let cfg = cfg();
         let (old, new) = (generate_pem().unwrap(), generate_pem().unwrap());
         let before = AssertionSigner::from_pems(&[&old], &cfg).unwrap();
         // Step 1 of a rotation: the new key published beside the old, which still signs.

@@ -9,6 +9,21 @@ fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `check-config --online` with `options` wired to `h`'s mock and app:
+/// the exit code and what it printed.
+fn online_with(h: &Harness, options: &Options) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gateway.yaml");
+    let wiring = h.wiring(free_port(), free_port(), &h.portal_url);
+    std::fs::write(&cfg, e2e::config::to_yaml(&options.config(&wiring))).unwrap();
+    let out = std::process::Command::new(gateway_bin())
+        .args(["check-config", "--online", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    (out.status.code(), stdout(&out))
+}
+
 fn line<'a>(text: &'a str, check: &str) -> &'a str {
     text.lines()
         .find(|l| l.starts_with(&format!("online: {check} ")))
@@ -48,22 +63,13 @@ async fn check_config_online_names_each_failure_and_exits_1() {
     let dead_url = dead.url();
     dead.stop();
     let h = Harness::start(Options::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("gateway.yaml");
-    let wiring = h.wiring(free_port(), free_port(), &h.portal_url);
     let bad = Options {
         redis_url: Some(dead_url),
         ..Options::default()
     }
     .patch(json!({ "entra": { "client_secret": "not-the-secret" } }));
-    std::fs::write(&cfg, e2e::config::to_yaml(&bad.config(&wiring))).unwrap();
-    let out = std::process::Command::new(gateway_bin())
-        .args(["check-config", "--online", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (code, text) = online_with(&h, &bad);
+    assert_eq!(code, Some(1), "{text}");
     assert!(line(&text, "discovery").contains(" ok: "), "{text}");
     assert!(line(&text, "session store").contains(" FAILED: redis"), "{text}");
     let cred = line(&text, "client credential");
@@ -76,14 +82,8 @@ async fn check_config_online_names_each_failure_and_exits_1() {
     // Entra unreachable: discovery fails and the keys check says why it was skipped.
     let nobody = format!("http://127.0.0.1:{}", free_port());
     let unreachable = Options::default().patch(json!({ "entra": { "authority_host": nobody } }));
-    std::fs::write(&cfg, e2e::config::to_yaml(&unreachable.config(&wiring))).unwrap();
-    let out = std::process::Command::new(gateway_bin())
-        .args(["check-config", "--online", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (code, text) = online_with(&h, &unreachable);
+    assert_eq!(code, Some(1), "{text}");
     assert!(line(&text, "discovery").contains(" FAILED: "), "{text}");
     assert!(
         line(&text, "signing keys").contains(" skipped: discovery failed"),
@@ -132,23 +132,11 @@ async fn a_redis_password_from_a_file_reaches_a_password_protected_redis() {
     assert!(!text.contains("s3cret"), "the password is never printed");
 
     // Without the file the store refuses us, and the check says so.
-    let dir2 = tempfile::tempdir().unwrap();
-    let cfg = dir2.path().join("gateway.yaml");
     let plain = Options {
         redis_url: Some(redis.url()),
         ..Options::default()
     };
-    std::fs::write(
-        &cfg,
-        e2e::config::to_yaml(&plain.config(&h.wiring(free_port(), free_port(), &h.portal_url))),
-    )
-    .unwrap();
-    let out = std::process::Command::new(gateway_bin())
-        .args(["check-config", "--online", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (code, text) = online_with(&h, &plain);
+    assert_eq!(code, Some(1), "{text}");
     assert!(line(&text, "session store").contains(" FAILED: redis"), "{text}");
 }
