@@ -63,6 +63,35 @@ fn unambiguous<'a>(candidates: impl Iterator<Item = (usize, &'a PortalRoute)>, p
         .iter()
         .filter(|(_, p)| prefix_matches(&p.path_prefix, path))
         .max_by_key(|(_, p)| p.path_prefix.len());
+    // Every request runs this: spellings no server reads differently (the
+    // common case) need none of the allocations below. The property test
+    // `plain_paths_take_the_fast_path_to_the_same_answer` holds them equal.
+    if is_plain(path) && candidates.iter().all(|(_, p)| is_plain(&p.path_prefix)) {
+        return exact.map(|(i, _)| *i);
+    }
+    full_check(&candidates, exact, path)
+}
+
+/// A path every application server reads as written (but for a trailing
+/// `/`): lower-case ASCII, no percent-encoding, `;`, `\\`, empty or dot
+/// segments, nor segments ending in `.`.
+fn is_plain(path: &str) -> bool {
+    !path.contains("//")
+        && path.split('/').all(|seg| {
+            seg != "."
+                && seg != ".."
+                && !seg.ends_with('.')
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.~!$&'()*+,=:@".contains(&b))
+        })
+}
+
+fn full_check(
+    candidates: &[(usize, &PortalRoute)],
+    exact: Option<&(usize, &PortalRoute)>,
+    path: &str,
+) -> Option<usize> {
     // Servlet containers drop `;parameters` before decoding (so `;x%2Fy` goes
     // whole), others after (if at all): both readings must agree.
     let agrees = |params_first: bool| {
@@ -152,6 +181,26 @@ pub fn relative_path<'a>(portal: &PortalRoute, path: &'a str) -> &'a str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 10_000, ..ProptestConfig::default() })]
+        /// The fast path only answers where the full check would answer the same.
+        #[test]
+        fn plain_paths_take_the_fast_path_to_the_same_answer(
+            path in "(/[a-zA-Z0-9.;%_ -]{0,4}){0,4}/?",
+            prefixes in prop::collection::vec("(/[a-zA-Z0-9._-]{1,3}){0,2}", 1..4),
+        ) {
+            let routes: Vec<PortalRoute> = prefixes.iter().map(|x| p("h", x)).collect();
+            let candidates: Vec<(usize, &PortalRoute)> = routes.iter().enumerate().collect();
+            let exact = candidates
+                .iter()
+                .filter(|(_, r)| prefix_matches(&r.path_prefix, &path))
+                .max_by_key(|(_, r)| r.path_prefix.len());
+            let full = full_check(&candidates, exact, &path);
+            prop_assert_eq!(resolve(&routes, "h", &path), full, "{} {:?}", path, prefixes);
+        }
+    }
 
     fn p(a: &str, prefix: &str) -> PortalRoute {
         PortalRoute {
