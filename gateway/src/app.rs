@@ -27,6 +27,9 @@ pub struct App {
     /// None with `directory.kind: open` (no matching: the user is `<tid>:<oid>`).
     pub directory: Option<Arc<dyn crate::directory::Directory>>,
     pub login_limits: crate::auth::limits::LoginLimits,
+    /// Per portal, its session and local-account cookie names, without and
+    /// with `Secure` (`__Host-`): looked up on every request, built once.
+    cookie_names: Vec<[(String, String); 2]>,
 }
 
 impl App {
@@ -47,7 +50,21 @@ impl App {
         } else {
             Duration::ZERO
         };
+        let base = &config.session.cookie_name;
+        let cookie_names = config
+            .portals
+            .iter()
+            .map(|p| {
+                [false, true].map(|secure| {
+                    (
+                        policy::cookies::session_cookie_name(base, &p.name, secure),
+                        policy::cookies::local_cookie_name(base, &p.name, secure),
+                    )
+                })
+            })
+            .collect();
         App {
+            cookie_names,
             routing: config.routing(),
             sessions: Sessions::new(
                 store.clone(),
@@ -95,6 +112,12 @@ impl App {
             signer,
             None,
         )
+    }
+
+    /// The session and local-account cookie names of portal `i`.
+    pub fn cookie_names(&self, i: usize, secure: bool) -> (&str, &str) {
+        let (s, l) = &self.cookie_names[i][usize::from(secure)];
+        (s, l)
     }
 
     pub fn portal(&self, i: usize) -> &Portal {

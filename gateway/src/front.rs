@@ -15,7 +15,7 @@ use http::HeaderMap;
 use http::request::Parts;
 use policy::Reason;
 use policy::access::{AccessFacts, Outcome, SessionState, decide};
-use policy::cookies::{cookies_secure, local_cookie_name, session_cookie_name};
+use policy::cookies::cookies_secure;
 use policy::route::{Fixed, PortalRequest, RequestFacts, Route, classify};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -139,11 +139,9 @@ pub async fn access(app: &App, req: &Parts, cx: &RequestContext, public: bool) -
     let mut identity = None;
     let mut local_account = false;
     if cx.sso {
-        let base = &app.config.session.cookie_name;
-        let local = local_cookie_name(base, &portal.name, cx.secure_cookies);
-        local_account = respond::cookie_value(&req.headers, &local).is_some();
-        let name = session_cookie_name(base, &portal.name, cx.secure_cookies);
-        if let Some(value) = respond::cookie_value(&req.headers, &name) {
+        let (name, local) = app.cookie_names(cx.portal, cx.secure_cookies);
+        local_account = respond::cookie_value(&req.headers, local).is_some();
+        if let Some(value) = respond::cookie_value(&req.headers, name) {
             match app.sessions.for_cookie(value, portal, cx.client_name(app)).await {
                 Ok(Some((id, mut s))) => {
                     let jwt = if s.new_user {

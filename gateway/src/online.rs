@@ -84,20 +84,13 @@ async fn checks(c: &Config) -> Vec<Check> {
     out
 }
 
+/// Through the gateway's own JWKS cache: the same fetch and parse a sign-in uses.
 async fn jwks(http: &reqwest::Client, uri: &str) -> Outcome {
-    #[derive(serde::Deserialize)]
-    struct Jwks {
-        keys: Vec<serde_json::Value>,
-    }
-    let resp = match http.get(uri).send().await {
-        Ok(r) if r.status().is_success() => r,
-        Ok(r) => return Outcome::Failed(format!("{uri} answered HTTP {}", r.status().as_u16())),
-        Err(e) => return Outcome::Failed(format!("{uri}: {}", e.without_url())),
-    };
-    match resp.json::<Jwks>().await {
-        Ok(j) if !j.keys.is_empty() => Outcome::Ok(format!("{} key(s) at {uri}", j.keys.len())),
-        Ok(_) => Outcome::Failed(format!("{uri} holds no keys")),
-        Err(e) => Outcome::Failed(format!("{uri}: {}", e.without_url())),
+    let cache = crate::entra::jwks::JwksCache::new(http.clone(), [uri.to_string()]);
+    match cache.refresh(uri).await {
+        Ok(0) => Outcome::Failed(format!("{uri} holds no keys")),
+        Ok(n) => Outcome::Ok(format!("{n} key(s) at {uri}")),
+        Err(e) => Outcome::Failed(format!("{uri}: {e}")),
     }
 }
 

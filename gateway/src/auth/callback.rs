@@ -89,13 +89,12 @@ async fn complete(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Resul
     if !policy::state::is_valid_state(state) {
         return Err(Reason::StateUnknown.into());
     }
-    let cookies = respond::request_cookies(req.headers());
     let cookie_name = login_cookie_name(
         &app.config.session.cookie_name,
         &state[..super::login::STATE_TAG_LEN],
         cx.secure_cookies,
     );
-    let binding = respond::find_cookie(&cookies, &cookie_name)
+    let binding = respond::cookie_value(req.headers(), &cookie_name)
         .and_then(|v| policy::state::parse_login_cookie(v).map(|(_, b)| b.to_string()))
         .ok_or(Reason::StateCookieMissing)?;
 
@@ -268,8 +267,7 @@ async fn create_session(
     // A fresh id at every sign-in; the browser's previous session at this
     // portal, if any, ends here.
     let session_cookie = session_cookie_name(&cfg.cookie_name, &portal.name, cx.secure_cookies);
-    let cookies = respond::request_cookies(req.headers());
-    if let Some(old) = respond::find_cookie(&cookies, &session_cookie).and_then(SessionId::parse) {
+    if let Some(old) = respond::cookie_value(req.headers(), &session_cookie).and_then(SessionId::parse) {
         let _ = app.sessions.end(&[old.key()], "replaced").await;
     }
     let sid = SessionId::generate();
@@ -296,7 +294,7 @@ async fn create_session(
     );
     // Signed in with SSO: no longer a "local account" browser.
     let local = local_cookie_name(&cfg.cookie_name, &portal.name, cx.secure_cookies);
-    if respond::find_cookie(&cookies, &local).is_some() {
+    if respond::cookie_value(req.headers(), &local).is_some() {
         respond::add_cookie(&mut resp, &respond::expired_cookie(local, cx.secure_cookies));
     }
     Ok(resp)

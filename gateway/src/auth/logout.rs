@@ -15,8 +15,7 @@ use subtle::ConstantTimeEq;
 pub async fn handle(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Resp {
     let portal = app.portal(cx.portal);
     let cookie_name = session_cookie_name(&app.config.session.cookie_name, &portal.name, cx.secure_cookies);
-    let cookies = respond::request_cookies(req.headers());
-    let current = match respond::find_cookie(&cookies, &cookie_name) {
+    let current = match respond::cookie_value(req.headers(), &cookie_name) {
         Some(v) => match app.sessions.for_cookie(v, portal, cx.client_name(app)).await {
             Ok(s) => s,
             Err(_) => return respond::refusal(Reason::StoreUnavailable, None, Some(portal), true),

@@ -187,3 +187,19 @@ async fn logout_without_a_session_just_says_signed_out() {
     let r = send(&app, "GET", "/auth/nothing-here", &[], "").await;
     assert_eq!(r.status(), 404);
 }
+
+#[test]
+fn cookie_names_built_once_are_the_policy_names() {
+    let app = app();
+    for (i, p) in app.config.portals.iter().enumerate() {
+        for secure in [false, true] {
+            assert_eq!(
+                app.cookie_names(i, secure),
+                (
+                    policy::cookies::session_cookie_name("entra_gw", &p.name, secure).as_str(),
+                    policy::cookies::local_cookie_name("entra_gw", &p.name, secure).as_str()
+                )
+            );
+        }
+    }
+}
