@@ -124,14 +124,17 @@ impl App {
         &self.config.portals[i]
     }
 
-    /// The first request after an auto-create carries `new_user: true` once:
-    /// signed uncached, then the flag is cleared in the store.
-    pub async fn assertion_for_new_user(&self, id: &SessionKey, s: &mut Session) -> Option<String> {
-        let jwt = self.assertions.uncached(s);
-        s.new_user = false;
-        // If the write fails the flag may show once more; never worse.
-        let _ = self.sessions.update(id, s).await;
-        jwt
+    /// The assertion of a session that still says `new_user`: the one
+    /// request that wins the claim carries `new_user: true`, signed for it
+    /// alone; every other gets the session's ordinary (cached) assertion.
+    pub async fn assertion_for_new_user(&self, id: &SessionKey, s: &mut Arc<Session>) -> Option<String> {
+        if self.sessions.take_new_user(id, s).await {
+            let mut once = Session::clone(s);
+            once.new_user = true;
+            self.assertions.uncached(&once)
+        } else {
+            self.assertions.for_session(id, s)
+        }
     }
 
     /// Runs the CSP sync once (see [`Tenants::csp_sync`]).

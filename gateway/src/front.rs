@@ -145,7 +145,7 @@ pub async fn access(app: &App, req: &Parts, cx: &RequestContext, public: bool) -
             match app.sessions.for_cookie(value, portal, cx.client_name(app)).await {
                 Ok(Some((id, mut s))) => {
                     let jwt = if s.new_user {
-                        app.assertion_for_new_user(&id, Arc::make_mut(&mut s)).await
+                        app.assertion_for_new_user(&id, &mut s).await
                     } else {
                         app.assertions.for_session(&id, &s)
                     };

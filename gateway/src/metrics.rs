@@ -21,6 +21,7 @@ pub struct Metrics {
     pub bad_requests: IntCounterVec,
     pub csp_syncs: IntCounterVec,
     pub csp_tenants: IntGauge,
+    pub records_unreadable: IntCounterVec,
 }
 
 fn build() -> Metrics {
@@ -110,6 +111,13 @@ fn build() -> Metrics {
         .expect("register"),
         csp_tenants: register_int_gauge!("entra_gateway_csp_tenants", "Tenants allowed through the CSP sync")
             .expect("register"),
+        records_unreadable: register_int_counter_vec!(
+            "entra_gateway_store_records_unreadable_total",
+            "Stored records treated as absent because they do not decode or carry an unknown version \
+             (e.g. written by a newer version during a rolling upgrade), by kind (session|login)",
+            &["kind"]
+        )
+        .expect("register"),
     }
 }
 

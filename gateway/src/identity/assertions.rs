@@ -5,8 +5,7 @@
 use super::signer::{AssertionSigner, Signed};
 use crate::session::sessions::SessionDerived;
 use crate::session::{Session, SessionKey, now_unix};
-use std::collections::HashMap;
-use std::sync::Mutex;
+use quick_cache::sync::Cache;
 
 /// Re-sign an assertion when less than this is left of its lifetime.
 const RESIGN_MARGIN_SECS: i64 = 60;
@@ -14,30 +13,23 @@ const ASSERTION_CACHE_MAX: usize = 100_000;
 
 pub struct Assertions {
     pub signer: AssertionSigner,
-    cache: Mutex<HashMap<SessionKey, Signed>>,
+    /// Bounded: past its capacity one cold signature goes at a time (each
+    /// is re-signable on demand), never all at once.
+    cache: Cache<SessionKey, Signed>,
 }
 
 impl Assertions {
     pub fn new(signer: AssertionSigner) -> Self {
         Assertions {
             signer,
-            cache: Mutex::new(HashMap::new()),
+            cache: Cache::new(ASSERTION_CACHE_MAX),
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionKey, Signed>> {
-        // Every operation is a single insert/remove/clear: poison is harmless.
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The assertion for a session, signed at most once per lifetime.
     pub fn for_session(&self, id: &SessionKey, s: &Session) -> Option<String> {
         let now = now_unix();
-        let cached = self
-            .lock()
-            .get(id)
-            .filter(|a| a.exp - now > RESIGN_MARGIN_SECS)
-            .copied();
+        let cached = self.cache.get(id).filter(|a| a.exp - now > RESIGN_MARGIN_SECS);
         let signed = match cached {
             Some(a) => a,
             None => {
@@ -48,12 +40,7 @@ impl Assertions {
                         return None;
                     }
                 };
-                let mut cache = self.lock();
-                if cache.len() >= ASSERTION_CACHE_MAX {
-                    // Crude but bounded: everything is re-signable on demand.
-                    cache.clear();
-                }
-                cache.insert(*id, a);
+                self.cache.insert(*id, a);
                 a
             }
         };
@@ -75,10 +62,10 @@ impl Assertions {
 
 impl SessionDerived for Assertions {
     fn forget(&self, id: &SessionKey) {
-        self.lock().remove(id);
+        self.cache.remove(id);
     }
 
     fn forget_all(&self) {
-        self.lock().clear();
+        self.cache.clear();
     }
 }

@@ -6,13 +6,13 @@ use super::*;
 use crate::metrics::METRICS;
 use async_trait::async_trait;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use std::time::Instant;
 
 #[derive(Default)]
 struct Inner {
-    sessions: HashMap<SessionKey, (Session, Instant)>,
+    sessions: HashMap<SessionKey, (Arc<Session>, Instant)>,
     logins: HashMap<String, (LoginRecord, Instant)>,
     values: HashMap<String, String>,
     leases: HashMap<String, Instant>,
@@ -88,7 +88,7 @@ impl SessionStore for MemoryStore {
     async fn put_session(&self, id: &SessionKey, s: &Session, ttl: Duration) -> Result<(), StoreError> {
         let mut g = self.lock();
         g.sweep();
-        g.sessions.insert(*id, (s.clone(), Instant::now() + ttl));
+        g.sessions.insert(*id, (Arc::new(s.clone()), Instant::now() + ttl));
         if let Some(sid) = &s.sid {
             let v = g.by_sid.entry(sid.clone()).or_default();
             if !v.contains(id) {
@@ -103,7 +103,7 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn get_session(&self, id: &SessionKey) -> Result<Option<Session>, StoreError> {
+    async fn get_session(&self, id: &SessionKey) -> Result<Option<Arc<Session>>, StoreError> {
         let mut g = self.lock();
         match g.sessions.get(id) {
             Some((s, exp)) if *exp > Instant::now() => Ok(Some(s.clone())),

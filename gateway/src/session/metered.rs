@@ -40,7 +40,7 @@ impl SessionStore for MeteredStore {
         metered("touch_session", self.inner.touch_session(id, s, ttl)).await
     }
 
-    async fn get_session(&self, id: &SessionKey) -> Result<Option<Session>, StoreError> {
+    async fn get_session(&self, id: &SessionKey) -> Result<Option<Arc<Session>>, StoreError> {
         metered("get_session", self.inner.get_session(id)).await
     }
 

@@ -3,6 +3,7 @@
 //! [`Sessions`], the cookie-to-session path with its local cache.
 
 pub mod cache;
+pub mod codec;
 pub mod memory;
 pub mod metered;
 pub mod redis_conn;

@@ -12,11 +12,13 @@
 //! two slots (Cluster would refuse it): a session and its `sid:`/`user:`
 //! indexes are written by one small pipeline per key.
 
+use super::codec::{self, Kind, encode};
 use super::redis_conn::{RedisConn, Subscriber};
 use super::*;
 use crate::config::RedisTarget;
 use async_trait::async_trait;
 use redis::AsyncCommands;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub struct RedisStore {
@@ -101,15 +103,6 @@ fn ttl_secs(ttl: Duration) -> u64 {
     ttl.as_secs().max(1)
 }
 
-fn decode<T: serde::de::DeserializeOwned>(raw: Option<String>) -> Result<Option<T>, StoreError> {
-    raw.map(|s| serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(e.to_string())))
-        .transpose()
-}
-
-fn encode<T: Serialize>(v: &T) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn put_session(&self, id: &SessionKey, s: &Session, ttl: Duration) -> Result<(), StoreError> {
@@ -143,9 +136,10 @@ impl SessionStore for RedisStore {
         .map_err(unavailable)
     }
 
-    async fn get_session(&self, id: &SessionKey) -> Result<Option<Session>, StoreError> {
+    async fn get_session(&self, id: &SessionKey) -> Result<Option<Arc<Session>>, StoreError> {
         let mut c = self.conn.clone();
-        decode(c.get(self.session_key(id)).await.map_err(unavailable)?)
+        let raw = c.get(self.session_key(id)).await.map_err(unavailable)?;
+        Ok(codec::decode(raw, Kind::Session).map(Arc::new))
     }
 
     async fn delete_session(&self, id: &SessionKey) -> Result<(), StoreError> {
@@ -179,7 +173,7 @@ impl LoginStates for RedisStore {
             .query_async(&mut c)
             .await
             .map_err(unavailable)?;
-        decode(raw)
+        Ok(codec::decode(raw, Kind::Login))
     }
 }
 

@@ -74,7 +74,7 @@ impl Sessions {
         let mut s = match cached {
             Some(s) => s,
             None => match self.store.get_session(&id).await? {
-                Some(s) => Arc::new(s),
+                Some(s) => s,
                 None => return Ok(None),
             },
         };
@@ -117,8 +117,28 @@ impl Sessions {
         self.store.put_session(id, s, Self::ttl(s, now_unix())).await
     }
 
+    /// Whether this request is the one that tells the app `new_user: true`:
+    /// exactly one request of the session does, whichever instance serves
+    /// it, because the first to take the session's claim (an atomic lease in
+    /// the shared store) wins. The flag is cleared in `s` either way, and in
+    /// the store and this instance's cache once the claim is decided; with
+    /// the store down nothing is decided and a later request tries again.
+    pub async fn take_new_user(&self, id: &SessionKey, s: &mut Arc<Session>) -> bool {
+        let now = now_unix();
+        let claim = self.store.try_lease(&format!("new_user:{id}"), Self::ttl(s, now)).await;
+        Arc::make_mut(s).new_user = false;
+        let Ok(won) = claim else { return false };
+        if won {
+            // If this write fails the store keeps the flag, but the claim
+            // is taken: no other request can win it again.
+            let _ = self.update(id, s).await;
+        }
+        self.cache.put(id, s);
+        won
+    }
+
     /// The stored session, bypassing the local cache.
-    pub async fn get(&self, id: &SessionKey) -> Result<Option<Session>, StoreError> {
+    pub async fn get(&self, id: &SessionKey) -> Result<Option<Arc<Session>>, StoreError> {
         self.store.get_session(id).await
     }
 

@@ -8,6 +8,7 @@
 
 use super::{LoginRecord, Session, SessionKey};
 use async_trait::async_trait;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A message on the revocation bus.
@@ -35,7 +36,8 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn touch_session(&self, id: &SessionKey, s: &Session, ttl: Duration) -> Result<(), StoreError> {
         self.put_session(id, s, ttl).await
     }
-    async fn get_session(&self, id: &SessionKey) -> Result<Option<Session>, StoreError>;
+    /// Shared, not copied: the memory store hands out the record it holds.
+    async fn get_session(&self, id: &SessionKey) -> Result<Option<Arc<Session>>, StoreError>;
     async fn delete_session(&self, id: &SessionKey) -> Result<(), StoreError>;
     /// Live sessions indexed under an ID token `sid` (front-channel logout).
     async fn sessions_by_sid(&self, sid: &str) -> Result<Vec<SessionKey>, StoreError>;

@@ -212,6 +212,56 @@ async fn http_directory_and_auto_create_with_new_user_once() {
     assert_eq!(api.created().len(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn new_user_reaches_the_app_once_across_instances_sharing_redis() {
+    // With Redis each instance keeps a local copy of the session: the copy
+    // must not go on saying `new_user` after the one request that did.
+    let api = DirectoryApi::start().await;
+    let redis = RedisServer::start();
+    let o = Options {
+        redis_url: Some(redis.url()),
+        ..Options::default()
+    }
+    .patch(json!({
+        "sso": {"match_by": "unique_id", "auto_create_unmatched_users": true},
+        "directory": {
+            "kind": "http",
+            "http": {
+                "lookup_url": format!("{}/api/sso/lookup", api.base),
+                "create_url": format!("{}/api/sso/users", api.base),
+            },
+        },
+    }));
+    let h = Harness::start(o).await;
+    let (_other_proc, other) = h.another_instance().await;
+    let b = h.browser();
+    assert_eq!(b.sign_in("/portal/", "zoe@contoso.example").await, "/portal/");
+    const PORTAL_COOKIE: &str = "entra_gw_portal";
+    other.set_cookie(PORTAL_COOKIE, &b.cookie(PORTAL_COOKIE).expect("a session cookie"));
+    let mut told = 0;
+    // The first two race on two instances; the rest hit both caches.
+    let (x, y) = tokio::join!(b.xhr("/portal/api/whoami"), other.xhr("/portal/api/whoami"));
+    for round in 0..6 {
+        let answers = if round == 0 {
+            vec![x.json(), y.json()]
+        } else {
+            vec![
+                b.xhr("/portal/api/whoami").await.json(),
+                other.xhr("/portal/api/whoami").await.json(),
+            ]
+        };
+        for j in answers {
+            assert_eq!(j["verified"], true, "{j}");
+            if j["claims"].get("new_user").is_some() {
+                assert_eq!(j["claims"]["new_user"], true);
+                told += 1;
+            }
+        }
+    }
+    assert_eq!(told, 1, "new_user on exactly one request of the session");
+    assert_eq!(api.created().len(), 1);
+}
+
 /// A small stand-in for the application's user API (lookup + create).
 struct DirectoryApi {
     base: String,

@@ -182,9 +182,12 @@ async fn expiry_by_policy_is_published_like_any_other_end() {
     // The store knows a session by the SHA-256 of its id (docs/security.md).
     let digest = entra_gateway::session::SessionId::parse(&id).unwrap().key();
     let key = format!("egtest:s:{{{digest}}}");
-    let mut record: serde_json::Value = serde_json::from_str(&redis.cli(&["get", &key])).unwrap();
+    // Records are `v1:` then JSON (gateway/src/session/codec.rs).
+    let stored = redis.cli(&["get", &key]);
+    let json = stored.strip_prefix("v1:").expect("a versioned record");
+    let mut record: serde_json::Value = serde_json::from_str(json).unwrap();
     record["absolute_expiry"] = serde_json::json!(record["created_at"].as_i64().unwrap() - 1);
-    assert_eq!(redis.cli(&["set", &key, &record.to_string(), "KEEPTTL"]), "OK");
+    assert_eq!(redis.cli(&["set", &key, &format!("v1:{record}"), "KEEPTTL"]), "OK");
 
     // A third instance, with nothing cached, meets the expired record: it
     // ends the session everywhere, so A and B let go well before their TTL.
@@ -228,4 +231,46 @@ async fn the_cached_path_makes_no_redis_round_trip_and_signs_nothing_new() {
     }
     let used = commands_processed(&redis) - before;
     assert_eq!(used, idle, "20 cached requests sent nothing to Redis");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stored_session_that_cannot_be_read_means_sign_in_again_not_503() {
+    // A record written by another version (a rolling upgrade) or damaged:
+    // treated as no session, counted, never a 503.
+    let (redis, h) = with_redis().await;
+    let unreadable = ["v9:{\"portal\":\"agent\"}", "v1:{\"portal\":", "\u{1}garbage"];
+    for (i, record) in unreadable.iter().enumerate() {
+        let b = h.signed_in("alice@contoso.example").await;
+        assert_eq!(b.whoami().await.status, 200);
+        let keys = redis.cli(&["--scan", "--pattern", "*s:{*}"]);
+        let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+        assert_eq!(keys.len(), i + 1, "one session key per sign-in: {keys:?}");
+        for k in keys {
+            redis.cli(&["SET", k, record]);
+        }
+        // A fresh instance (no local copy) reads the store.
+        let (fresh_proc, fresh) = h.another_instance().await;
+        copy_session(&b, &fresh);
+        let r = fresh.xhr("/api/whoami").await;
+        assert_eq!(r.status, 401, "{record:?}: {}", r.body);
+        let nav = fresh.get("/").await;
+        assert_eq!(nav.status, 302, "a navigation is sent to sign in: {}", nav.body);
+        assert!(nav.location().unwrap_or("").contains("/authorize"), "{:?}", nav.headers);
+        let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", fresh_proc.metrics_port))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("entra_gateway_store_records_unreadable_total{kind=\"session\"}")),
+            "counted"
+        );
+        assert!(
+            !fresh_proc.logs().contains(record.trim_start_matches('\u{1}')),
+            "never logged"
+        );
+    }
 }
