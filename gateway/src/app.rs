@@ -30,6 +30,8 @@ pub struct App {
     /// Per portal, its session and local-account cookie names, without and
     /// with `Secure` (`__Host-`): looked up on every request, built once.
     cookie_names: Vec<[(String, String); 2]>,
+    /// `requests_total` per (portal, outcome), resolved once.
+    pub request_counters: crate::metrics::RequestCounters,
 }
 
 impl App {
@@ -64,6 +66,7 @@ impl App {
             })
             .collect();
         App {
+            request_counters: crate::metrics::RequestCounters::new(config.portals.iter().map(|p| p.name.as_str())),
             cookie_names,
             routing: config.routing(),
             sessions: Sessions::new(

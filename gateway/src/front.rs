@@ -54,7 +54,8 @@ impl Conn {
 /// (shared with the local cache, not copied).
 #[derive(Debug, Clone)]
 pub struct Identity {
-    pub assertion: String,
+    /// `X-Auth-Assertion`, ready to insert (cloning it is a reference count).
+    pub assertion: http::HeaderValue,
     pub session: Arc<Session>,
 }
 
@@ -149,7 +150,9 @@ pub async fn access(app: &App, req: &Parts, cx: &RequestContext, public: bool) -
                     } else {
                         app.assertions.for_session(&id, &s)
                     };
-                    identity = jwt.map(|assertion| Identity { assertion, session: s });
+                    identity = jwt
+                        .and_then(|jwt| http::HeaderValue::from_maybe_shared(bytes::Bytes::from(jwt)).ok())
+                        .map(|assertion| Identity { assertion, session: s });
                 }
                 Ok(None) => {}
                 Err(_) => {

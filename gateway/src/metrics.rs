@@ -1,10 +1,12 @@
 //! Every metric in one place, registered in the default Prometheus registry
 //! (which `pingora-prometheus` serves on `server.metrics_listen`).
 
+use policy::access::Outcome;
 use prometheus::{
-    HistogramVec, IntCounterVec, IntGauge, register_histogram_vec, register_int_counter_vec, register_int_gauge,
+    HistogramVec, IntCounter, IntCounterVec, IntGauge, register_histogram_vec, register_int_counter_vec,
+    register_int_gauge,
 };
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 pub struct Metrics {
     pub requests: IntCounterVec,
@@ -122,3 +124,57 @@ fn build() -> Metrics {
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(build);
+
+/// `entra_gateway_requests_total` resolved once per (portal, outcome): a
+/// request then costs an atomic add, not a hash of its label strings and a
+/// lock on the vector. Cells fill on first use, so only combinations that
+/// occur appear in `/metrics`.
+pub struct RequestCounters {
+    /// `[portal + 1][outcome]`; row 0 is "no portal".
+    rows: Vec<(String, Box<[OnceLock<IntCounter>]>)>,
+}
+
+impl RequestCounters {
+    pub fn new<'a>(portals: impl IntoIterator<Item = &'a str>) -> Self {
+        let row = |name: &str| {
+            let cells = (0..Outcome::ALL.len()).map(|_| OnceLock::new()).collect();
+            (name.to_string(), cells)
+        };
+        RequestCounters {
+            rows: std::iter::once(row("")).chain(portals.into_iter().map(row)).collect(),
+        }
+    }
+
+    pub fn inc(&self, portal: Option<usize>, outcome: Outcome) {
+        let Some((name, cells)) = self.rows.get(portal.map_or(0, |p| p + 1)) else {
+            return;
+        };
+        match cells.get(outcome as usize) {
+            Some(cell) => cell
+                .get_or_init(|| METRICS.requests.with_label_values(&[name.as_str(), outcome.label()]))
+                .inc(),
+            None => METRICS
+                .requests
+                .with_label_values(&[name.as_str(), outcome.label()])
+                .inc(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_counts_into_the_labelled_series() {
+        let t = RequestCounters::new(["t-agent", "t-portal"]);
+        let get = |p: &str, o: Outcome| METRICS.requests.with_label_values(&[p, o.label()]).get();
+        let before = (get("t-portal", Outcome::Forwarded), get("", Outcome::NoPortal));
+        t.inc(Some(1), Outcome::Forwarded);
+        t.inc(Some(1), Outcome::Forwarded);
+        t.inc(None, Outcome::NoPortal);
+        t.inc(Some(7), Outcome::Forwarded); // no such portal: ignored, no panic
+        assert_eq!(get("t-portal", Outcome::Forwarded), before.0 + 2);
+        assert_eq!(get("", Outcome::NoPortal), before.1 + 1);
+    }
+}

@@ -188,13 +188,12 @@ impl ProxyHttp for GatewayProxy {
     where
         Self::CTX: Send + Sync,
     {
-        let portal = ctx.portal.map(|p| self.app.portal(p).name.as_str()).unwrap_or("");
         // A local-account request is proxied too; its failures count alike.
         let outcome = if e.is_some() && ctx.outcome.is_proxied() {
             Outcome::UpstreamError
         } else {
             ctx.outcome
         };
-        METRICS.requests.with_label_values(&[portal, outcome.label()]).inc();
+        self.app.request_counters.inc(ctx.portal, outcome);
     }
 }

@@ -142,6 +142,23 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, each at its own discriminant (see the test).
+    pub const ALL: [Outcome; 13] = [
+        Outcome::Error,
+        Outcome::BadRequest,
+        Outcome::Gateway,
+        Outcome::NoPortal,
+        Outcome::Auth,
+        Outcome::Forwarded,
+        Outcome::Public,
+        Outcome::LocalAccount,
+        Outcome::Transparent,
+        Outcome::Login,
+        Outcome::Unauthorized,
+        Outcome::StoreUnavailable,
+        Outcome::UpstreamError,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             Outcome::Error => "error",
@@ -306,5 +323,15 @@ mod tests {
         assert!(s(true, false, true).enabled_for(User));
         assert!(!s(false, true, true).enabled_for(Agent));
         assert!(!s(false, true, true).enabled_for(User));
+    }
+
+    #[test]
+    fn every_outcome_is_listed_at_its_discriminant() {
+        for (i, o) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(*o as usize, i, "{o:?}");
+        }
+        // A variant added without listing it would sit past the end.
+        let labels: std::collections::HashSet<_> = Outcome::ALL.iter().map(|o| o.label()).collect();
+        assert_eq!(labels.len(), Outcome::ALL.len());
     }
 }

@@ -3,6 +3,7 @@
 //! `X-Forwarded-*` set, and the identity headers added.
 
 use crate::front::Identity;
+use crate::session::{HeaderValues, Session};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use policy::cookies::is_gateway_cookie;
 use policy::headers::{HeaderRules, must_drop};
@@ -56,33 +57,52 @@ pub fn upstream_edits(headers: &HeaderMap, u: &Upstream<'_>, identity: Option<&I
         .into_iter()
         .map(Edit::Remove)
         .collect();
-    // The gateway's own cookies stay between the browser and us.
+    // The gateway's own cookies stay between the browser and us; a Cookie
+    // header without any is left as it is (most requests to the app).
     let cookies = headers.get_all(http::header::COOKIE);
-    if cookies.iter().next().is_some() {
-        let kept: Vec<&str> = cookies
+    let is_ours = |pair: &&str| {
+        let name = pair.split_once('=').map(|(n, _)| n).unwrap_or(pair);
+        is_gateway_cookie(name.trim(), u.cookie_base)
+    };
+    let pairs = || {
+        cookies
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
             .map(str::trim)
-            .filter(|pair| {
-                let name = pair.split_once('=').map(|(n, _)| n).unwrap_or(pair);
-                !pair.is_empty() && !is_gateway_cookie(name.trim(), u.cookie_base)
-            })
-            .collect();
+            .filter(|pair| !pair.is_empty())
+    };
+    let unreadable = cookies.iter().any(|v| v.to_str().is_err());
+    if unreadable || pairs().any(|p| is_ours(&p)) {
+        let mut kept = String::with_capacity(cookies.iter().map(|v| v.len()).sum());
+        for pair in pairs().filter(|p| !is_ours(p)) {
+            if !kept.is_empty() {
+                kept.push_str("; ");
+            }
+            kept.push_str(pair);
+        }
         edits.push(Edit::Remove(http::header::COOKIE));
-        if let Some(v) = (!kept.is_empty()).then(|| kept.join("; ")).and_then(value) {
+        if let Some(v) = (!kept.is_empty())
+            .then_some(kept)
+            .and_then(|k| HeaderValue::try_from(k).ok())
+        {
             edits.push(Edit::Set(http::header::COOKIE, v));
         }
     }
     // X-Forwarded-*: trusted proxies' values are extended, others replaced.
     let trusted = u.rules.trusted_peer;
     let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-    let client = u.peer_ip.map(|ip| ip.to_string()).unwrap_or_default();
-    let xff = match (trusted, get("x-forwarded-for")) {
-        (true, Some(prev)) if !client.is_empty() => format!("{prev}, {client}"),
-        (true, Some(prev)) => prev.to_string(),
-        _ => client,
-    };
+    let mut xff = String::new();
+    if let (true, Some(prev)) = (trusted, get("x-forwarded-for")) {
+        xff.push_str(prev);
+    }
+    if let Some(ip) = u.peer_ip {
+        use std::fmt::Write;
+        if !xff.is_empty() {
+            xff.push_str(", ");
+        }
+        let _ = write!(xff, "{ip}");
+    }
     set(&mut edits, "x-forwarded-for", xff);
     edits.push(Edit::Set(
         HeaderName::from_static("x-forwarded-proto"),
@@ -97,23 +117,32 @@ pub fn upstream_edits(headers: &HeaderMap, u: &Upstream<'_>, identity: Option<&I
         None => edits.push(Edit::Remove(HeaderName::from_static("x-forwarded-host"))),
     }
     if let Some(id) = identity {
-        let s = &id.session;
-        set(&mut edits, ASSERTION, id.assertion.clone());
-        if !u.convenience {
-            return edits;
+        edits.push(Edit::Set(HeaderName::from_static(ASSERTION), id.assertion.clone()));
+        if u.convenience {
+            let values = id.session.header_values.get_or_init(|| identity_values(&id.session));
+            edits.extend(values.iter().map(|(n, v)| Edit::Set(n.clone(), v.clone())));
         }
-        set(&mut edits, USER, header_safe(&s.user_key));
-        if let Some(e) = &s.email {
-            set(&mut edits, EMAIL, header_safe(e));
-        }
-        if let Some(n) = &s.name {
-            set(&mut edits, NAME, header_safe(n));
-        }
-        set(&mut edits, OID, header_safe(&s.oid));
-        set(&mut edits, TID, header_safe(s.tid.as_str()));
-        set(&mut edits, PORTAL, header_safe(s.portal_kind.as_str()));
     }
     edits
+}
+
+/// The convenience headers of a session (built once per session).
+fn identity_values(s: &Session) -> HeaderValues {
+    let fields = [
+        (USER, Some(s.user_key.as_str())),
+        (EMAIL, s.email.as_deref()),
+        (NAME, s.name.as_deref()),
+        (OID, Some(s.oid.as_str())),
+        (TID, Some(s.tid.as_str())),
+        (PORTAL, Some(s.portal_kind.as_str())),
+    ];
+    fields
+        .into_iter()
+        .filter_map(|(name, v)| {
+            let v = HeaderValue::try_from(header_safe(v?)).ok()?;
+            Some((HeaderName::from_static(name), v))
+        })
+        .collect()
 }
 
 fn value(v: impl AsRef<str>) -> Option<HeaderValue> {
@@ -251,7 +280,7 @@ mod tests {
         }))
         .unwrap();
         let id = Identity {
-            assertion: "eyJ.a.b".into(),
+            assertion: HeaderValue::from_static("eyJ.a.b"),
             session: std::sync::Arc::new(session),
         };
         let all = names(&upstream_edits(&HeaderMap::new(), &facts(false), Some(&id)));
