@@ -263,7 +263,6 @@ async fn create_session(
         remember_me: remember,
         csrf: random_token(24),
         new_user: who.new_user,
-        header_values: Default::default(),
     };
     // A fresh id at every sign-in; the browser's previous session at this
     // portal, if any, ends here.

@@ -230,7 +230,6 @@ mod tests {
             remember_me: false,
             csrf: "c".into(),
             new_user: false,
-            header_values: Default::default(),
         }
     }
 

@@ -161,15 +161,7 @@ pub struct Session {
     /// Protects the same-origin logout form.
     pub csrf: String,
     pub new_user: bool,
-    /// The identity headers' values, built on the first request that needs
-    /// them and shared by every later one (a clone is a reference count):
-    /// they never change during a session. Never stored.
-    #[serde(skip)]
-    pub header_values: std::sync::OnceLock<HeaderValues>,
 }
-
-/// `(name, value)` pairs ready to insert into the upstream request.
-pub type HeaderValues = Box<[(http::HeaderName, http::HeaderValue)]>;
 
 impl Session {
     /// Seconds until this session ends if not used again.

@@ -142,7 +142,6 @@ fn bench_session(i: usize) -> Session {
         remember_me: false,
         csrf: entra_gateway::session::random_token(32),
         new_user: false,
-        header_values: Default::default(),
     }
 }
 
