@@ -1,5 +1,5 @@
 //! Every metric in one place, registered in the default Prometheus registry
-//! (which `pingora-prometheus` serves on `server.metrics_listen`).
+//! (which `health` serves at `/metrics` on `server.metrics_listen`).
 
 use prometheus::{
     HistogramVec, IntCounterVec, IntGauge, register_histogram_vec, register_int_counter_vec, register_int_gauge,
@@ -21,6 +21,8 @@ pub struct Metrics {
     pub bad_requests: IntCounterVec,
     pub csp_syncs: IntCounterVec,
     pub csp_tenants: IntGauge,
+    pub config_reloads: IntCounterVec,
+    pub config_last_reload_success: IntGauge,
 }
 
 fn build() -> Metrics {
@@ -110,6 +112,17 @@ fn build() -> Metrics {
         .expect("register"),
         csp_tenants: register_int_gauge!("entra_gateway_csp_tenants", "Tenants allowed through the CSP sync")
             .expect("register"),
+        config_reloads: register_int_counter_vec!(
+            "entra_gateway_config_reload_total",
+            "Configuration reloads (SIGHUP) by result (ok|failed)",
+            &["result"]
+        )
+        .expect("register"),
+        config_last_reload_success: register_int_gauge!(
+            "entra_gateway_config_last_reload_success_timestamp_seconds",
+            "When the configuration in force was loaded (start or the last good reload), Unix seconds"
+        )
+        .expect("register"),
     }
 }
 
