@@ -8,7 +8,7 @@ use crate::entra::tenants::Tenants;
 use crate::identity::{AssertionSigner, Assertions};
 use crate::session::sessions::SessionDerived;
 use crate::session::{LoginStates, MeteredStore, Session, SessionKey, Sessions, Store};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub use crate::entra::tenants::CspStatus;
@@ -19,14 +19,16 @@ pub struct App {
     pub routing: policy::route::Routing,
     /// The backend as configured (metered): health and the kind it is.
     pub store: Arc<dyn Store>,
-    pub sessions: Sessions,
+    pub sessions: Arc<Sessions>,
     pub logins: Arc<dyn LoginStates>,
     pub assertions: Arc<Assertions>,
     pub tenants: Tenants,
     pub http: reqwest::Client,
     /// None with `directory.kind: open` (no matching: the user is `<tid>:<oid>`).
     pub directory: Option<Arc<dyn crate::directory::Directory>>,
-    pub login_limits: crate::auth::limits::LoginLimits,
+    pub login_limits: Arc<crate::auth::limits::LoginLimits>,
+    /// Draining and in-flight requests: one per process, whatever reloads.
+    pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
     /// Per portal, its session and local-account cookie names, without and
     /// with `Secure` (`__Host-`): looked up on every request, built once.
     cookie_names: Vec<[(String, String); 2]>,
@@ -36,11 +38,12 @@ pub struct App {
 
 impl App {
     /// `store` is the raw backend: every call through the app is metered.
+    /// `metadata` is empty until discovery succeeds (see [`Tenants::set_metadata`]).
     pub fn new(
         config: Config,
         store: Arc<dyn Store>,
         http: reqwest::Client,
-        metadata: DiscoveryDocument,
+        metadata: Arc<OnceLock<DiscoveryDocument>>,
         signer: AssertionSigner,
         directory: Option<Arc<dyn crate::directory::Directory>>,
     ) -> Self {
@@ -52,35 +55,23 @@ impl App {
         } else {
             Duration::ZERO
         };
-        let base = &config.session.cookie_name;
-        let cookie_names = config
-            .portals
-            .iter()
-            .map(|p| {
-                [false, true].map(|secure| {
-                    (
-                        policy::cookies::session_cookie_name(base, &p.name, secure),
-                        policy::cookies::local_cookie_name(base, &p.name, secure),
-                    )
-                })
-            })
-            .collect();
         App {
             request_counters: crate::metrics::RequestCounters::new(config.portals.iter().map(|p| p.name.as_str())),
-            cookie_names,
+            cookie_names: cookie_names(&config),
             routing: config.routing(),
-            sessions: Sessions::new(
+            sessions: Arc::new(Sessions::new(
                 store.clone(),
                 local_cache_ttl,
                 vec![assertions.clone() as Arc<dyn SessionDerived>],
-            ),
+            )),
             logins: store.clone(),
             tenants: Tenants::new(&config, metadata, http.clone(), store.clone()),
-            login_limits: crate::auth::limits::LoginLimits::new(
+            login_limits: Arc::new(crate::auth::limits::LoginLimits::new(
                 config.server.login_rate,
                 config.server.max_pending_logins,
                 crate::auth::login::LOGIN_TTL,
-            ),
+            )),
+            lifecycle: Arc::new(crate::lifecycle::Lifecycle::default()),
             assertions,
             config,
             store,
@@ -89,29 +80,61 @@ impl App {
         }
     }
 
+    /// The app of a reloaded configuration: what comes from configuration
+    /// (portals, clients, tenants, SSO switches, routes, branding, the
+    /// directory) is new; the store, sessions and their cache, signing keys,
+    /// login states and limits, discovery and keys are this app's, so no
+    /// session or pending sign-in is lost. `config` must keep the settings
+    /// that need a restart (see `reload::restart_only`).
+    pub fn reconfigured(&self, config: Config, directory: Option<Arc<dyn crate::directory::Directory>>) -> App {
+        App {
+            request_counters: crate::metrics::RequestCounters::new(config.portals.iter().map(|p| p.name.as_str())),
+            cookie_names: cookie_names(&config),
+            routing: config.routing(),
+            sessions: self.sessions.clone(),
+            logins: self.logins.clone(),
+            tenants: self.tenants.reconfigured(&config),
+            login_limits: self.login_limits.clone(),
+            lifecycle: self.lifecycle.clone(),
+            assertions: self.assertions.clone(),
+            store: self.store.clone(),
+            http: self.http.clone(),
+            directory,
+            config,
+        }
+    }
+
     /// An app for in-process tests: the configuration `yaml`, a memory
     /// store, a fresh signing key, and a discovery document naming the
     /// public cloud's endpoints of the configured tenant (nothing is fetched).
     #[cfg(test)]
     pub fn for_tests(yaml: &str) -> App {
-        crate::crypto::install();
-        let config = Config::from_yaml(yaml).unwrap_or_else(|e| panic!("test config: {e:?}"));
+        let app = Self::for_tests_pending(yaml);
+        let config = &app.config;
         let authority = config.entra.authority();
         let url = |p: &str| url::Url::parse(&format!("{authority}{p}")).expect("static URL");
-        let metadata = DiscoveryDocument {
+        app.tenants.set_metadata(DiscoveryDocument {
             issuer: config.entra.expected_discovery_issuer(),
             authorization_endpoint: url("/oauth2/v2.0/authorize"),
             token_endpoint: url("/oauth2/v2.0/token"),
             jwks_uri: url("/discovery/v2.0/keys"),
             end_session_endpoint: Some(url("/oauth2/v2.0/logout")),
-        };
+        });
+        app
+    }
+
+    /// As [`App::for_tests`], with Entra not reached yet (no discovery).
+    #[cfg(test)]
+    pub fn for_tests_pending(yaml: &str) -> App {
+        crate::crypto::install();
+        let config = Config::from_yaml(yaml).unwrap_or_else(|e| panic!("test config: {e:?}"));
         let pem = crate::identity::signer::generate_pem().expect("a key");
         let signer = AssertionSigner::from_pem(&pem, &config.identity).expect("a signer");
         App::new(
             config,
             Arc::new(crate::session::MemoryStore::new()),
             crate::entra::http_client(),
-            metadata,
+            Arc::new(OnceLock::new()),
             signer,
             None,
         )
@@ -144,4 +167,22 @@ impl App {
     pub async fn csp_sync(&self) -> Result<crate::entra::csp::SyncResult, crate::entra::csp::CspError> {
         self.tenants.csp_sync(&self.http, &self.config).await
     }
+}
+
+/// Per portal, its session and local-account cookie names, without and with
+/// `Secure` (`__Host-`).
+fn cookie_names(config: &Config) -> Vec<[(String, String); 2]> {
+    let base = &config.session.cookie_name;
+    config
+        .portals
+        .iter()
+        .map(|p| {
+            [false, true].map(|secure| {
+                (
+                    policy::cookies::session_cookie_name(base, &p.name, secure),
+                    policy::cookies::local_cookie_name(base, &p.name, secure),
+                )
+            })
+        })
+        .collect()
 }

@@ -102,6 +102,6 @@ identity: {{ audience: demo-app }}
         println!("                 {}  {}", u.username, u.name);
     }
     println!();
-    crate::server::run(config)?;
+    crate::server::run(config, None)?;
     Ok(())
 }

@@ -206,7 +206,7 @@ pub fn to_http(req: &Parts, body: Bytes) -> http::Request<Bytes> {
 /// The gateway's own endpoints, on any host.
 async fn fixed(app: &App, f: Fixed) -> Resp {
     match f {
-        Fixed::Healthz => respond::text(200, "ok"),
+        Fixed::Healthz => live(),
         Fixed::Readyz => ready(app).await,
         Fixed::Jwks => {
             let mut r = respond::json(200, &serde_json::Value::Null);
@@ -220,29 +220,44 @@ async fn fixed(app: &App, f: Fixed) -> Resp {
     }
 }
 
-async fn ready(app: &App) -> Resp {
-    let store_ok = app.store.ping().await.is_ok();
-    // A failing CSP sync degrades (the last good list stays in force);
-    // it does not take the instance out of rotation.
-    let csp_error = if app.config.entra.csp_sync.enabled {
-        app.tenants.csp_status().last_error
-    } else {
-        None
-    };
-    match (store_ok, csp_error) {
-        (false, _) => respond::json(
-            503,
-            &serde_json::json!({ "status": "not_ready", "store": "unavailable", "entra_metadata": "ok" }),
-        ),
-        // Status only: error texts go to the log and metrics, not to
-        // whoever can reach this path.
-        (true, Some(_)) => respond::json(
-            200,
-            &serde_json::json!({ "status": "degraded", "store": "ok", "entra_metadata": "ok", "csp_sync": "failing" }),
-        ),
-        (true, None) => respond::json(
-            200,
-            &serde_json::json!({ "status": "ready", "store": "ok", "entra_metadata": "ok" }),
-        ),
+/// Liveness: the process answers.
+pub fn live() -> Resp {
+    respond::text(200, "ok")
+}
+
+/// Readiness, status only: error texts go to the log and metrics, not to
+/// whoever can reach this path.
+pub async fn ready(app: &App) -> Resp {
+    if app.lifecycle.draining() {
+        // SIGTERM: out of rotation while requests are still served.
+        return respond::json(503, &serde_json::json!({ "status": "draining" }));
     }
+    let store_ok = app.store.ping().await.is_ok();
+    let metadata = if app.tenants.metadata().is_some() {
+        "ok"
+    } else {
+        "pending"
+    };
+    // A failing CSP sync degrades (the last good list stays in force), and
+    // so does Entra unreachable since start (sessions are still served):
+    // neither takes the instance out of rotation.
+    let csp_failing = app.config.entra.csp_sync.enabled && app.tenants.csp_status().last_error.is_some();
+    let mut body = serde_json::json!({
+        "status": "ready",
+        "store": if store_ok { "ok" } else { "unavailable" },
+        "entra_metadata": metadata,
+    });
+    if csp_failing {
+        body["csp_sync"] = serde_json::json!("failing");
+    }
+    let status = if !store_ok {
+        body["status"] = serde_json::json!("not_ready");
+        503
+    } else if csp_failing || metadata == "pending" {
+        body["status"] = serde_json::json!("degraded");
+        200
+    } else {
+        200
+    };
+    respond::json(status, &body)
 }

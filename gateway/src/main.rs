@@ -301,7 +301,7 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            match server::run(c) {
+            match server::run(c, Some(&arg.config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => start_error(e),
             }

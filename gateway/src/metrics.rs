@@ -1,5 +1,5 @@
 //! Every metric in one place, registered in the default Prometheus registry
-//! (which `pingora-prometheus` serves on `server.metrics_listen`).
+//! (which `health` serves at `/metrics` on `server.metrics_listen`).
 
 use policy::access::Outcome;
 use prometheus::{
@@ -24,6 +24,8 @@ pub struct Metrics {
     pub csp_syncs: IntCounterVec,
     pub csp_tenants: IntGauge,
     pub records_unreadable: IntCounterVec,
+    pub config_reloads: IntCounterVec,
+    pub config_last_reload_success: IntGauge,
 }
 
 fn build() -> Metrics {
@@ -118,6 +120,17 @@ fn build() -> Metrics {
             "Stored records treated as absent because they do not decode or carry an unknown version \
              (e.g. written by a newer version during a rolling upgrade), by kind (session|login)",
             &["kind"]
+        )
+        .expect("register"),
+        config_reloads: register_int_counter_vec!(
+            "entra_gateway_config_reload_total",
+            "Configuration reloads (SIGHUP) by result (ok|failed)",
+            &["result"]
+        )
+        .expect("register"),
+        config_last_reload_success: register_int_gauge!(
+            "entra_gateway_config_last_reload_success_timestamp_seconds",
+            "When the configuration in force was loaded (start or the last good reload), Unix seconds"
         )
         .expect("register"),
     }

@@ -16,6 +16,7 @@ use crate::app::App;
 use crate::auth;
 use crate::front::{self, Conn, Identity, Step, Verdict};
 use crate::identity::headers::{Edit, Upstream, upstream_edits};
+use crate::lifecycle::{InFlight, SharedApp};
 use crate::metrics::METRICS;
 use crate::respond::{self, Resp};
 use async_trait::async_trait;
@@ -30,10 +31,16 @@ use std::time::Instant;
 const MAX_AUTH_BODY: usize = 64 * 1024;
 
 pub struct GatewayProxy {
-    pub app: Arc<App>,
+    /// Replaced by a reload; each request loads it once (see [`Ctx::app`]).
+    pub app: SharedApp,
 }
 
 pub struct Ctx {
+    /// The app this request started with, to its end (a reload mid-request
+    /// must not change which portal an index names).
+    app: Arc<App>,
+    /// Counted until the request is done (the drain waits for it).
+    _in_flight: InFlight,
     started: Instant,
     portal: Option<usize>,
     conn: Conn,
@@ -89,7 +96,10 @@ impl ProxyHttp for GatewayProxy {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
+        let app = self.app.load_full();
         Ctx {
+            _in_flight: app.lifecycle.request(),
+            app,
             started: Instant::now(),
             portal: None,
             conn: Conn::default(),
@@ -102,7 +112,7 @@ impl ProxyHttp for GatewayProxy {
     where
         Self::CTX: Send + Sync,
     {
-        let app = &self.app;
+        let app = &ctx.app.clone();
         let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let req = session.req_header();
@@ -132,7 +142,8 @@ impl ProxyHttp for GatewayProxy {
     }
 
     async fn upstream_peer(&self, _session: &mut Session_, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let u = &self.app.config.upstream;
+        let app = self.app.load();
+        let u = &app.config.upstream;
         Ok(Box::new(HttpPeer::new(u.address.as_str(), u.tls, u.sni.clone())))
     }
 
@@ -140,7 +151,7 @@ impl ProxyHttp for GatewayProxy {
     where
         Self::CTX: Send + Sync,
     {
-        let cfg = &self.app.config;
+        let cfg = &ctx.app.config;
         let facts = Upstream {
             rules: policy::headers::HeaderRules {
                 trusted_peer: ctx.conn.trusted_peer,
@@ -168,7 +179,7 @@ impl ProxyHttp for GatewayProxy {
     where
         Self::CTX: Send + Sync,
     {
-        let portal = ctx.portal.map(|p| self.app.portal(p).name.as_str()).unwrap_or("");
+        let portal = ctx.portal.map(|p| ctx.app.portal(p).name.as_str()).unwrap_or("");
         METRICS
             .upstream_latency
             .with_label_values(&[portal])
@@ -194,6 +205,6 @@ impl ProxyHttp for GatewayProxy {
         } else {
             ctx.outcome
         };
-        self.app.request_counters.inc(ctx.portal, outcome);
+        ctx.app.request_counters.inc(ctx.portal, outcome);
     }
 }

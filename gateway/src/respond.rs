@@ -102,6 +102,11 @@ pub fn refusal(reason: Reason, detail: Option<&str>, portal: Option<&Portal>, na
         // Buckets refill within seconds; a client that honours this backs off.
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+    } else if r.status() == StatusCode::SERVICE_UNAVAILABLE {
+        // Entra, the store or the directory is being retried in the
+        // background (discovery: within a minute at the longest backoff).
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     }
     r
 }

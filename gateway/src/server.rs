@@ -8,11 +8,15 @@ use crate::directory::records::{MemoryRecords, RecordStore};
 use crate::entra::{self, discovery};
 use crate::identity::AssertionSigner;
 use crate::identity::signer::generate_pem;
+use crate::lifecycle::{SharedApp, Signals};
 use crate::proxy::GatewayProxy;
 use crate::session::{MemoryStore, RedisStore, SharedValues, Store};
+use arc_swap::ArcSwap;
 use pingora::prelude::*;
+use pingora::server::RunArgs;
 use pingora::server::configuration::ServerConf;
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -53,8 +57,9 @@ fn control_runtime() -> Result<&'static tokio::runtime::Runtime, StartError> {
 }
 
 /// The store `session.store` names, and the builtin directory's records
-/// beside it (same server, same prefix).
-struct Backend {
+/// beside it (same server, same prefix). Kept for the life of the process:
+/// a reload builds its directory on it.
+pub struct Backend {
     store: Arc<dyn Store>,
     records: Arc<dyn RecordStore>,
 }
@@ -96,25 +101,87 @@ async fn builtin_directory(b: &Backend) -> Result<BuiltinDirectory, StartError> 
     Ok(dir)
 }
 
-/// Fetches discovery, retrying briefly on network errors (a gateway started
-/// together with its network should not crash-loop) but never on a document
-/// that fails the checks.
-async fn load_metadata(http: &reqwest::Client, c: &Config) -> Result<discovery::DiscoveryDocument, StartError> {
-    let mut delay = Duration::from_millis(200);
-    for attempt in 1.. {
-        match discovery::fetch(http, &c.entra).await {
-            Ok(doc) => return Ok(doc),
-            Err(e @ (discovery::DiscoveryError::Fetch { .. } | discovery::DiscoveryError::Status { .. }))
-                if attempt < 6 =>
-            {
-                tracing::warn!(event = "discovery_retry", attempt, error = %e);
-                tokio::time::sleep(delay).await;
-                delay *= 2;
+/// First discovery at start: one attempt. A document that fails the checks
+/// (SPEC §6: wrong issuer, endpoints off the cloud's hosts) is a
+/// configuration error and stops the start; Entra not answering (network,
+/// 5xx, a garbled answer) does not: the gateway serves its sessions and
+/// [`discover_in_background`] keeps trying.
+async fn first_discovery(
+    http: &reqwest::Client,
+    c: &Config,
+) -> Result<Option<discovery::DiscoveryDocument>, StartError> {
+    match discovery::fetch(http, &c.entra).await {
+        Ok(doc) => Ok(Some(doc)),
+        Err(e) if is_transient(&e) => {
+            tracing::warn!(
+                event = "discovery_pending", error = %e,
+                "Entra cannot be reached: serving sessions, sign-ins answer 503 until discovery succeeds"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(StartError::Discovery(e.to_string())),
+    }
+}
+
+fn is_transient(e: &discovery::DiscoveryError) -> bool {
+    matches!(
+        e,
+        discovery::DiscoveryError::Fetch { .. }
+            | discovery::DiscoveryError::Status { .. }
+            | discovery::DiscoveryError::Malformed { .. }
+    )
+}
+
+/// Where the first discovery retry waits, doubling to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// `base` with up to ±20% jitter, so a fleet restarted together does not
+/// retry in step.
+fn jittered(base: Duration) -> Duration {
+    let factor = 0.8 + rand::random::<f64>() * 0.4;
+    base.mul_f64(factor)
+}
+
+/// Retries discovery until it succeeds, then loads the home tenant's keys.
+/// A document that fails the checks is logged as an error and retried at
+/// the longest interval (the operator must fix the configuration).
+async fn discover_in_background(shared: SharedApp) {
+    let mut delay = FIRST_BACKOFF;
+    loop {
+        tokio::time::sleep(jittered(delay)).await;
+        let app = shared.load_full();
+        match discovery::fetch(&app.http, &app.config.entra).await {
+            Ok(doc) => {
+                app.tenants.set_metadata(doc);
+                tracing::info!(event = "discovery_ok", "Entra reached: sign-ins are open");
+                load_home_keys(&app).await;
+                return;
             }
-            Err(e) => return Err(StartError::Discovery(e.to_string())),
+            Err(e) if is_transient(&e) => {
+                tracing::warn!(event = "discovery_retry", error = %e, next_in_s = delay.as_secs());
+                delay = (delay * 2).min(MAX_BACKOFF);
+            }
+            Err(e) => {
+                tracing::error!(event = "discovery_refused", error = %e, "the document fails the checks");
+                delay = MAX_BACKOFF;
+            }
         }
     }
-    unreachable!("the loop returns")
+}
+
+/// Single-tenant: the home keys before the first sign-in needs them
+/// (multi-tenant keys are fetched per token tenant, once it is allowed).
+async fn load_home_keys(app: &App) {
+    if app.config.entra.tenant_type != crate::config::TenantType::Single {
+        return;
+    }
+    if let Some(m) = app.tenants.metadata()
+        && let Err(e) = app.tenants.jwks.refresh(m.jwks_uri.as_str()).await
+    {
+        // Not fatal: the first sign-in fetches again.
+        tracing::warn!(event = "jwks_initial_fetch_failed", error = %e);
+    }
 }
 
 async fn load_signer(c: &Config, store: &dyn SharedValues) -> Result<AssertionSigner, StartError> {
@@ -146,41 +213,65 @@ async fn load_signer(c: &Config, store: &dyn SharedValues) -> Result<AssertionSi
     AssertionSigner::from_pems(&pems, &c.identity).map_err(|e| StartError::SigningKey(e.to_string()))
 }
 
-/// Builds the shared state (async part of start-up).
-pub async fn build_app(config: Config) -> Result<Arc<App>, StartError> {
-    crate::crypto::install();
-    let http = entra::http_client();
-    let backend = connect_backend(&config).await?;
-    let metadata = load_metadata(&http, &config).await?;
-    let signer = load_signer(&config, backend.store.as_ref()).await?;
-    let directory: Option<Arc<dyn crate::directory::Directory>> = match &config.directory {
+/// The directory `config.directory` names, on the running backend.
+pub async fn directory_for(
+    config: &Config,
+    backend: &Backend,
+    http: &reqwest::Client,
+) -> Result<Option<Arc<dyn crate::directory::Directory>>, StartError> {
+    Ok(match &config.directory {
         crate::config::Directory::Open => None,
-        crate::config::Directory::Builtin => Some(Arc::new(builtin_directory(&backend).await?)),
+        crate::config::Directory::Builtin => Some(Arc::new(builtin_directory(backend).await?)),
         crate::config::Directory::Http { lookup_url, create_url } => Some(Arc::new(
             crate::directory::http::HttpDirectory::new(http.clone(), lookup_url.clone(), create_url.clone()),
         )),
-    };
-    let app = Arc::new(App::new(config, backend.store, http, metadata, signer, directory));
+    })
+}
+
+/// The running gateway's state and what outlives reloads.
+pub struct Started {
+    pub app: SharedApp,
+    pub backend: Arc<Backend>,
+    /// False while Entra has not answered (see [`discover_in_background`]).
+    pub discovered: bool,
+}
+
+/// Builds the shared state (async part of start-up).
+pub async fn build_app(config: Config) -> Result<Started, StartError> {
+    crate::crypto::install();
+    let http = entra::http_client();
+    let backend = connect_backend(&config).await?;
+    let metadata = first_discovery(&http, &config).await?;
+    let discovered = metadata.is_some();
+    let signer = load_signer(&config, backend.store.as_ref()).await?;
+    let directory = directory_for(&config, &backend, &http).await?;
+    let cell = Arc::new(metadata.map(OnceLock::from).unwrap_or_default());
+    let app = Arc::new(App::new(config, backend.store.clone(), http, cell, signer, directory));
     // Every instance drops what any instance revoked (Redis pub/sub).
     let follower = app.clone();
     tokio::spawn(async move { follower.sessions.follow_revocations().await });
-    // Multi-tenant keys are fetched per token tenant, once it is allowed.
-    if app.config.entra.tenant_type == crate::config::TenantType::Single
-        && let Err(e) = app.tenants.jwks.refresh(app.tenants.metadata.jwks_uri.as_str()).await
-    {
-        // Not fatal: the first sign-in fetches again.
-        tracing::warn!(event = "jwks_initial_fetch_failed", error = %e);
-    }
-    Ok(app)
+    load_home_keys(&app).await;
+    Ok(Started {
+        app: Arc::new(ArcSwap::new(app)),
+        backend: Arc::new(backend),
+        discovered,
+    })
 }
 
 /// The CSP sync: one instance (holding the lease) asks Graph every
 /// interval; every instance picks the shared list up from the store.
-async fn csp_loop(app: Arc<App>) {
-    let interval = app.config.entra.csp_sync.interval;
-    let poll = Duration::from_secs(30).min(interval);
+/// The running app is loaded on every round: a reload may switch the sync
+/// on or off or change its interval.
+async fn csp_loop(shared: SharedApp) {
     let mut next_sync = tokio::time::Instant::now();
     loop {
+        let app = shared.load_full();
+        let interval = app.config.entra.csp_sync.interval;
+        let poll = Duration::from_secs(30).min(interval);
+        if !app.config.entra.csp_sync.enabled {
+            tokio::time::sleep(poll).await;
+            continue;
+        }
         app.tenants.csp_refresh_from_store().await;
         if tokio::time::Instant::now() >= next_sync {
             let lease = interval
@@ -245,8 +336,9 @@ pub fn tenants_sync(config: Config) -> Result<crate::entra::csp::SyncResult, Sta
     })
 }
 
-/// Serves until SIGTERM/SIGINT. Never returns on success.
-pub fn run(config: Config) -> Result<(), StartError> {
+/// Serves until SIGTERM/SIGINT. Never returns on success. `path`: the
+/// configuration file, read again on SIGHUP (none: reloads are not offered).
+pub fn run(config: Config, path: Option<&Path>) -> Result<(), StartError> {
     let unsupported = unsupported_settings(&config);
     if !unsupported.is_empty() {
         return Err(StartError::Unsupported(format!(
@@ -255,32 +347,44 @@ pub fn run(config: Config) -> Result<(), StartError> {
         )));
     }
     let rt = control_runtime()?;
-    let app = rt.block_on(build_app(config))?;
+    let started = rt.block_on(build_app(config))?;
+    let shared = started.app.clone();
+    crate::metrics::METRICS
+        .config_last_reload_success
+        .set(crate::session::now_unix());
+    if !started.discovered {
+        rt.spawn(discover_in_background(shared.clone()));
+    }
 
     // Scheduled key refresh: picks up Entra's rotations before tokens use them
-    // (only for key sets in use: the rest are dropped, see entra::jwks).
-    let bg = app.clone();
+    // (only for key sets in use: the rest are dropped, see entra::jwks). The
+    // key cache outlives reloads.
+    let jwks = shared.load().tenants.jwks.clone();
     rt.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         tick.tick().await;
         loop {
             tick.tick().await;
-            for uri in bg.tenants.jwks.refresh_due() {
-                if let Err(e) = bg.tenants.jwks.refresh(&uri).await {
+            for uri in jwks.refresh_due() {
+                if let Err(e) = jwks.refresh(&uri).await {
                     tracing::warn!(event = "jwks_refresh_failed", error = %e);
                 }
             }
         }
     });
-
-    if app.config.entra.csp_sync.enabled {
-        rt.spawn(csp_loop(app.clone()));
+    rt.spawn(csp_loop(shared.clone()));
+    if let Some(path) = path {
+        crate::reload::watch(rt, shared.clone(), path.to_path_buf(), started.backend.clone());
     }
 
+    let app = shared.load_full();
     let c = &app.config;
+    let shutdown_timeout = c.server.shutdown_timeout;
     let conf = ServerConf {
         threads: c.server.threads,
-        grace_period_seconds: Some(1),
+        // Only a cap: the process exits as soon as no request is in flight
+        // (see lifecycle). The drain before it is ours, not Pingora's.
+        grace_period_seconds: Some(shutdown_timeout.as_secs().max(1)),
         graceful_shutdown_timeout_seconds: Some(1),
         pid_file: std::env::temp_dir()
             .join(format!("entra-gateway-{}.pid", std::process::id()))
@@ -294,7 +398,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut proxy = http_proxy_service(&server.configuration, GatewayProxy { app: app.clone() });
+    let mut proxy = http_proxy_service(&server.configuration, GatewayProxy { app: shared.clone() });
     match &c.server.tls {
         Some(tls) => proxy
             .add_tls(
@@ -307,13 +411,20 @@ pub fn run(config: Config) -> Result<(), StartError> {
     }
     server.add_service(proxy);
     if let Some(m) = &c.server.metrics_listen {
-        let mut metrics = pingora_prometheus::prometheus_http_service();
-        metrics.add_tcp(m);
-        server.add_service(metrics);
+        let mut health = crate::health::service(shared.clone());
+        health.add_tcp(m);
+        server.add_service(health);
     }
     tracing::info!(
         event = "started", listen = %c.server.listen, metrics = ?c.server.metrics_listen,
-        store = app.store.kind(), authority = %c.entra.authority()
+        store = app.store.kind(), authority = %c.entra.authority(), entra_metadata = if started.discovered { "ok" } else { "pending" }
     );
-    server.run_forever()
+    drop(app);
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals {
+            app: shared,
+            shutdown_timeout,
+        }),
+    });
+    std::process::exit(0)
 }

@@ -65,4 +65,50 @@ pub struct MockEntraConfig {
     pub contracts: Vec<String>,
     /// Contracts per Graph page (default 2, so paging is exercised).
     pub contracts_page_size: usize,
+    /// Outages in force from the start (see [`MockEntra::set_faults`](crate::MockEntra::set_faults)).
+    pub faults: Vec<MockFault>,
+}
+
+/// One of Entra's endpoints, for fault injection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MockEndpoint {
+    Discovery,
+    Keys,
+    Authorize,
+    Token,
+}
+
+impl MockEndpoint {
+    /// The endpoint a request path is for (any tenant).
+    pub fn of_path(path: &str) -> Option<MockEndpoint> {
+        if path.ends_with("/.well-known/openid-configuration") {
+            Some(MockEndpoint::Discovery)
+        } else if path.ends_with("/discovery/v2.0/keys") {
+            Some(MockEndpoint::Keys)
+        } else if path.ends_with("/oauth2/v2.0/authorize") {
+            Some(MockEndpoint::Authorize)
+        } else if path.ends_with("/oauth2/v2.0/token") {
+            Some(MockEndpoint::Token)
+        } else {
+            None
+        }
+    }
+}
+
+/// How an endpoint misbehaves, as Entra or the network in between does
+/// during an outage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Answers this status with an empty JSON error body.
+    Status(u16),
+    /// Accepts the request and never answers.
+    Hang,
+    /// Answers normally after this long.
+    Delay(std::time::Duration),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MockFault {
+    pub endpoint: MockEndpoint,
+    pub kind: FaultKind,
 }

@@ -27,7 +27,9 @@ mod state;
 mod token;
 mod util;
 
-pub use config::{MockApp, MockCertificate, MockEntraConfig, MockFederatedCredential, MockUser};
+pub use config::{
+    FaultKind, MockApp, MockCertificate, MockEndpoint, MockEntraConfig, MockFault, MockFederatedCredential, MockUser,
+};
 pub use keys::{Signing, TokenSpec};
 pub use logout::LogoutCall;
 pub use server::MockEntra;

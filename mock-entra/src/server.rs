@@ -1,6 +1,6 @@
 //! [`MockEntra`]: starts the endpoints, and the controls and counters tests use.
 
-use crate::config::{MockEntraConfig, MockUser};
+use crate::config::{FaultKind, MockEndpoint, MockEntraConfig, MockFault, MockUser};
 use crate::keys::{SigningKey, TokenSpec};
 use crate::logout::LogoutCall;
 use crate::state::Inner;
@@ -37,6 +37,7 @@ impl MockEntra {
             issuer_host,
             contracts: Mutex::new(config.contracts.clone()),
             graph_failure: Mutex::new(None),
+            faults: Mutex::new(config.faults.clone()),
             app_tokens: Mutex::new(Vec::new()),
             graph_calls: Mutex::new(0),
             used_jtis: Mutex::new(Default::default()),
@@ -60,6 +61,7 @@ impl MockEntra {
             .route("/{tenant}/oauth2/v2.0/token", post(token::token))
             .route("/{tenant}/oauth2/v2.0/logout", get(logout::logout))
             .route("/v1.0/contracts", get(graph::contracts))
+            .layer(axum::middleware::from_fn_with_state(inner.clone(), faults))
             .with_state(inner.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
@@ -86,6 +88,11 @@ impl MockEntra {
 
     pub fn set_contracts(&self, customer_ids: Vec<String>) {
         *self.inner.contracts.lock().expect("lock") = customer_ids;
+    }
+
+    /// Replaces the endpoints' faults (empty: normal service).
+    pub fn set_faults(&self, faults: Vec<MockFault>) {
+        *self.inner.faults.lock().expect("lock") = faults;
     }
 
     /// Makes Graph answer this status (None: normal service).
@@ -157,5 +164,40 @@ impl MockEntra {
             &spec.claims,
             &spec.signing,
         )
+    }
+}
+
+/// Applies the fault configured for the endpoint a request is for.
+async fn faults(
+    axum::extract::State(inner): axum::extract::State<Arc<Inner>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let endpoint = MockEndpoint::of_path(req.uri().path());
+    let fault = endpoint.and_then(|e| {
+        inner
+            .faults
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|f| f.endpoint == e)
+            .map(|f| f.kind)
+    });
+    match fault {
+        None => next.run(req).await,
+        Some(FaultKind::Status(code)) => {
+            let status =
+                axum::http::StatusCode::from_u16(code).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+            (status, axum::Json(json!({"error": "temporarily_unavailable"}))).into_response()
+        }
+        Some(FaultKind::Hang) => {
+            let never: std::convert::Infallible = std::future::pending().await;
+            match never {}
+        }
+        Some(FaultKind::Delay(d)) => {
+            tokio::time::sleep(d).await;
+            next.run(req).await
+        }
     }
 }

@@ -58,6 +58,8 @@ pub(crate) struct Inner {
     pub(crate) issuer_host: String,
     pub(crate) contracts: Mutex<Vec<String>>,
     pub(crate) graph_failure: Mutex<Option<u16>>,
+    /// Endpoints that fail, hang or are slow (see `MockEntra::set_faults`).
+    pub(crate) faults: Mutex<Vec<crate::config::MockFault>>,
     /// Access tokens issued by the client-credentials grant, which Graph accepts.
     pub(crate) app_tokens: Mutex<Vec<String>>,
     pub(crate) graph_calls: Mutex<usize>,

@@ -46,7 +46,8 @@ pub struct RequestFacts<'a> {
     pub https: bool,
 }
 
-/// The gateway's own endpoints, answered on every host.
+/// The gateway's own endpoints, answered on every host (under its
+/// `/.well-known/` prefix: every other path is the app's, `/healthz` too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fixed {
     Healthz,
@@ -115,8 +116,8 @@ pub fn classify<'a>(routing: &Routing, r: &RequestFacts<'a>) -> Route<'a> {
         return Route::Bad(BadTarget::NotAPath);
     }
     match r.path {
-        "/healthz" => return Route::Fixed(Fixed::Healthz),
-        "/readyz" => return Route::Fixed(Fixed::Readyz),
+        "/.well-known/entra-gateway/healthz" => return Route::Fixed(Fixed::Healthz),
+        "/.well-known/entra-gateway/readyz" => return Route::Fixed(Fixed::Readyz),
         "/.well-known/entra-gateway/jwks.json" => return Route::Fixed(Fixed::Jwks),
         _ => {}
     }
@@ -204,14 +205,38 @@ mod tests {
     fn fixed_routes_answer_on_any_host() {
         let r = routing(true);
         assert_eq!(
-            classify(&r, &facts("GET", "/healthz", "anything")),
+            classify(&r, &facts("GET", "/.well-known/entra-gateway/healthz", "anything")),
             Route::Fixed(Fixed::Healthz)
         );
-        assert_eq!(classify(&r, &facts("GET", "/readyz", "")), Route::Fixed(Fixed::Readyz));
+        assert_eq!(
+            classify(&r, &facts("GET", "/.well-known/entra-gateway/readyz", "")),
+            Route::Fixed(Fixed::Readyz)
+        );
         assert_eq!(
             classify(&r, &facts("GET", "/.well-known/entra-gateway/jwks.json", "x")),
             Route::Fixed(Fixed::Jwks)
         );
+    }
+
+    #[test]
+    fn healthz_and_readyz_without_the_prefix_are_the_apps() {
+        let r = routing(true);
+        for path in ["/healthz", "/readyz"] {
+            assert!(
+                matches!(
+                    classify(&r, &facts("GET", path, "halo.example.com")),
+                    Route::App {
+                        req: PortalRequest { portal: 0, .. },
+                        ..
+                    }
+                ),
+                "{path}"
+            );
+            assert_eq!(
+                classify(&r, &facts("GET", path, "unknown.example.com")),
+                Route::NoPortal
+            );
+        }
     }
 
     #[test]

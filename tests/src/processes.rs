@@ -94,7 +94,9 @@ pub fn redis_cli(port: u16, args: &[&str]) -> String {
 pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
-    _dir: tempfile::TempDir,
+    /// The options it was started with (kept for [`RedisServer::restart`]).
+    extra: Vec<String>,
+    dir: tempfile::TempDir,
 }
 
 impl RedisServer {
@@ -110,7 +112,8 @@ impl RedisServer {
         RedisServer {
             child: Some(child),
             port,
-            _dir: dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            dir,
         }
     }
 
@@ -120,7 +123,37 @@ impl RedisServer {
         RedisServer {
             child: Some(child),
             port,
-            _dir: dir,
+            extra: Vec::new(),
+            dir,
+        }
+    }
+
+    /// Kills it (SIGKILL: no shutdown save) and starts it again on the same
+    /// port, options and data directory (with `--appendonly yes`, what
+    /// was written survives).
+    pub fn restart(&mut self) {
+        self.stop();
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        self.child = Some(spawn_redis(self.port, &extra, self.dir.path()));
+    }
+
+    /// SIGSTOP: the port stays open, nothing answers (a hung server).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`RedisServer::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let ok = Command::new("kill")
+                .args([sig, &c.id().to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "kill {sig} redis-server");
         }
     }
 
@@ -153,7 +186,7 @@ pub struct GatewayProcess {
     pub port: u16,
     pub metrics_port: u16,
     pub log: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl GatewayProcess {
@@ -204,7 +237,7 @@ impl GatewayProcess {
             port,
             metrics_port,
             log,
-            _dir: dir,
+            dir,
         };
         g.wait_healthy().await;
         g
@@ -212,7 +245,7 @@ impl GatewayProcess {
 
     async fn wait_healthy(&mut self) {
         let start = Instant::now();
-        let url = format!("http://127.0.0.1:{}/healthz", self.port);
+        let url = format!("http://127.0.0.1:{}/.well-known/entra-gateway/healthz", self.port);
         while start.elapsed() < Duration::from_secs(30) {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("gateway exited with {status}:\n{}", self.logs());
@@ -225,6 +258,34 @@ impl GatewayProcess {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("gateway not healthy after 30 s:\n{}", self.logs());
+    }
+
+    /// The file the gateway was started with (a test rewrites it before SIGHUP).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("gateway.yaml")
+    }
+
+    /// Sends a signal (`-TERM`, `-HUP`) to the gateway process.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let ok = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} gateway");
+    }
+
+    /// Waits for the process to exit; None if it is still running at `within`.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                self.child = None;
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
     }
 
     /// Resident memory of the gateway process, from /proc (KiB).

@@ -135,7 +135,7 @@ async fn complete(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Resul
     }
 
     let login_tenant: Option<TenantId> = record.tenant.clone();
-    let token_endpoint = app.tenants.token_endpoint(login_tenant.as_ref());
+    let token_endpoint = app.tenants.token_endpoint(login_tenant.as_ref()).map_err(refuse)?;
     let (id_token, code) = match &record.pkce_verifier {
         Some(verifier) => {
             let code = param(&p, "code").ok_or_else(|| refuse(Reason::TokenMissing))?;
@@ -160,7 +160,10 @@ async fn complete(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Resul
             .map_err(|e| {
                 tracing::warn!(event = "code_exchange_failed", error = %e);
                 refuse(match e {
+                    // Entra down or failing (5xx) is an outage, not a bad code:
+                    // 503 with Retry-After, the user tries again.
                     ExchangeError::Unreachable(_) => Reason::MetadataUnavailable,
+                    ExchangeError::Refused { status, .. } if status >= 500 => Reason::MetadataUnavailable,
                     _ => Reason::CodeExchangeFailed,
                 })
             })?;
@@ -201,7 +204,7 @@ async fn complete(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Resul
             tid: named.map(|t| t.to_string()),
         }
     })?;
-    let jwks_uri = app.tenants.jwks_uri(&tid);
+    let jwks_uri = app.tenants.jwks_uri(&tid).map_err(refuse)?;
     let identity = validate_id_token(&app.tenants.jwks, jwks_uri.as_str(), &id_token, &expect)
         .await
         .map_err(refuse)?;

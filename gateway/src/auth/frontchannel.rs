@@ -43,12 +43,11 @@ fn answer(app: &App) -> Resp {
     h.remove("x-frame-options");
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    let origin = app
-        .tenants
-        .metadata
-        .authorization_endpoint
-        .origin()
-        .ascii_serialization();
+    // Before discovery nobody is known to frame it: framable by no one.
+    let origin = app.tenants.metadata().map_or_else(
+        || "'none'".to_string(),
+        |m| m.authorization_endpoint.origin().ascii_serialization(),
+    );
     if let Ok(v) = HeaderValue::from_str(&format!("default-src 'none'; frame-ancestors {origin}")) {
         h.insert("content-security-policy", v);
     }

@@ -45,7 +45,7 @@ pub fn page(app: &App, cx: &RequestContext, rd: Option<&str>) -> Resp {
             remember_me: app.config.sso.remember_me,
             remember_me_days: app.config.sso.remember_me_days,
         }),
-        Some(app.tenants.metadata.authorization_endpoint.as_str()),
+        app.tenants.metadata().map(|m| m.authorization_endpoint.as_str()),
     )
 }
 

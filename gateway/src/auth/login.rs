@@ -59,6 +59,10 @@ pub async fn start(app: &App, req: &Request<Bytes>, cx: &RequestContext, rd: Opt
             .inc();
         return respond::refusal(reason, None, Some(portal), nav);
     }
+    // Entra not reached since start: nothing to send the browser to yet.
+    if app.tenants.metadata().is_none() {
+        return respond::refusal(Reason::MetadataUnavailable, None, Some(portal), nav);
+    }
     let return_to = policy::paths::safe_return_path(rd, &portal.path("/"));
     let entra = &app.config.entra;
 
@@ -93,7 +97,10 @@ pub async fn start(app: &App, req: &Request<Bytes>, cx: &RequestContext, rd: Opt
         return respond::refusal(Reason::StoreUnavailable, None, Some(portal), nav);
     }
 
-    let mut url = app.tenants.authorize_endpoint(tenant);
+    let mut url = match app.tenants.authorize_endpoint(tenant) {
+        Ok(url) => url,
+        Err(reason) => return respond::refusal(reason, None, Some(portal), nav),
+    };
     {
         let mut q = url.query_pairs_mut();
         q.append_pair("client_id", entra.client_id.as_str());

@@ -43,10 +43,16 @@ pub async fn handle(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Res
                 &session.csrf,
                 portal.branding.color.as_deref(),
             ),
-            app.tenants.metadata.end_session_endpoint.as_ref().map(url::Url::as_str),
+            end_session_endpoint(app).map(url::Url::as_str),
         );
     }
     end_session(app, cx, portal, &id, &session, cookie_name).await
+}
+
+/// Entra's end-session endpoint; none while discovery is pending (the
+/// logout is then local: the session here ends, Entra's sign-in stays).
+fn end_session_endpoint(app: &App) -> Option<&url::Url> {
+    app.tenants.metadata()?.end_session_endpoint.as_ref()
 }
 
 async fn end_session(
@@ -57,7 +63,7 @@ async fn end_session(
     s: &Session,
     cookie_name: String,
 ) -> Resp {
-    let slo = app.config.sso.single_logout && app.tenants.metadata.end_session_endpoint.is_some();
+    let slo = app.config.sso.single_logout && end_session_endpoint(app).is_some();
     let kind = if slo { "single_logout" } else { "local" };
     // Single logout ends the Entra sign-in, so every local session made from
     // it (the other portals' of the same `sid`) ends too, on every instance.
@@ -75,7 +81,7 @@ async fn end_session(
         event = "logout", kind, portal = %portal.name, tid = %s.tid, oid = %s.oid, ended = ids.len()
     );
 
-    let location = match (&app.tenants.metadata.end_session_endpoint, slo) {
+    let location = match (end_session_endpoint(app), slo) {
         (Some(end), true) => {
             let mut url = end.clone();
             {

@@ -203,3 +203,55 @@ fn cookie_names_built_once_are_the_policy_names() {
         }
     }
 }
+
+#[tokio::test]
+async fn before_discovery_a_sign_in_gets_503_with_retry_after_and_readiness_is_degraded() {
+    let app = App::for_tests_pending(BASE);
+    let r = send(&app, "GET", "/auth/login?rd=/tickets/42", &[], "").await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "5");
+    assert!(String::from_utf8_lossy(r.body()).contains("metadata_unavailable"));
+    assert!(set_cookies(&r).is_empty(), "no login state is started");
+
+    let ready = crate::front::ready(&app).await;
+    assert_eq!(ready.status(), 200, "degraded stays in rotation");
+    let body: serde_json::Value = serde_json::from_slice(ready.body()).unwrap();
+    assert_eq!(body["status"], "degraded");
+    assert_eq!(body["entra_metadata"], "pending");
+
+    // Discovery arrives (the background retry): sign-ins open.
+    let ready_app = App::for_tests(BASE);
+    let doc = ready_app.tenants.metadata().unwrap().clone();
+    app.tenants.set_metadata(doc);
+    let r = send(&app, "GET", "/auth/login?rd=/tickets/42", &[], "").await;
+    assert_eq!(r.status(), 302);
+    let body: serde_json::Value = serde_json::from_slice(crate::front::ready(&app).await.body()).unwrap();
+    assert_eq!(body["status"], "ready");
+}
+
+#[tokio::test]
+async fn draining_readiness_is_503_and_says_only_so() {
+    let app = app();
+    app.lifecycle.start_draining();
+    let ready = crate::front::ready(&app).await;
+    assert_eq!(ready.status(), 503);
+    assert_eq!(ready.body().as_ref(), br#"{"status":"draining"}"#);
+}
+
+#[tokio::test]
+async fn a_reconfigured_app_keeps_the_running_parts_and_applies_the_new_portals() {
+    let app = app();
+    let mut config = crate::config::Config::from_yaml(BASE).unwrap();
+    config.portals[0].branding.title = Some("Reloaded agent".into());
+    let new = app.reconfigured(config, None);
+    assert!(
+        std::sync::Arc::ptr_eq(&app.sessions, &new.sessions),
+        "sessions and their cache are shared"
+    );
+    assert!(std::sync::Arc::ptr_eq(&app.assertions, &new.assertions));
+    assert!(std::sync::Arc::ptr_eq(&app.lifecycle, &new.lifecycle));
+    assert!(std::sync::Arc::ptr_eq(&app.tenants.jwks, &new.tenants.jwks));
+    assert!(new.tenants.metadata().is_some(), "discovery is shared");
+    let r = send(&new, "GET", "/auth/login?local=1", &[], "").await;
+    assert!(String::from_utf8_lossy(r.body()).contains("Reloaded agent"));
+}

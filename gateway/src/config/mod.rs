@@ -130,6 +130,10 @@ pub struct Server {
     /// Anonymous login starts per client address.
     pub login_rate: policy::ratelimit::Rate,
     pub max_pending_logins: usize,
+    /// After SIGTERM: readiness answers 503 while requests are still served.
+    pub drain_timeout: Duration,
+    /// Then, with the listener closed: how long in-flight requests may take.
+    pub shutdown_timeout: Duration,
 }
 
 impl Server {

@@ -39,6 +39,8 @@ pub struct RawServer {
     pub login_rate: Option<RawLoginRate>,
     /// Sign-ins this instance keeps pending at once (added key).
     pub max_pending_logins: Option<u64>,
+    pub drain_timeout: Option<String>,
+    pub shutdown_timeout: Option<String>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

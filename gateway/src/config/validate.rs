@@ -321,7 +321,11 @@ fn server(cx: &mut Ctx<'_>, r: RawServer) -> Server {
         }
         n => usize::try_from(n).unwrap_or(usize::MAX),
     };
+    let drain_timeout = cx.duration("server.drain_timeout", r.drain_timeout.as_deref(), "10s", 0, 3600);
+    let shutdown_timeout = cx.duration("server.shutdown_timeout", r.shutdown_timeout.as_deref(), "30s", 0, 3600);
     Server {
+        drain_timeout,
+        shutdown_timeout,
         listen,
         metrics_listen,
         threads,

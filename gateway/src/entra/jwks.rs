@@ -178,8 +178,9 @@ type Outcome = Result<Arc<[Key]>, JwksError>;
 pub struct JwksCache {
     fetcher: Box<dyn Fetch>,
     limits: Limits,
-    /// Key sets that are always vouched for and never evicted (the home tenant's).
-    pinned: HashSet<String>,
+    /// Key sets that are always vouched for and never evicted (the home
+    /// tenant's). Written once more when discovery arrives after start.
+    pinned: std::sync::RwLock<HashSet<String>>,
     tables: Mutex<Tables>,
     /// The fetch in flight per URL. Lock order: `tables`, then `flights`
     /// (a look and the flight it joins are decided under both).
@@ -245,14 +246,20 @@ impl JwksCache {
         JwksCache {
             fetcher,
             limits,
-            pinned: pinned.into_iter().collect(),
+            pinned: std::sync::RwLock::new(pinned.into_iter().collect()),
             tables: Mutex::new(Tables::default()),
             flights: Mutex::new(HashMap::new()),
         }
     }
 
     pub fn is_pinned(&self, uri: &str) -> bool {
-        self.pinned.contains(uri)
+        self.pinned.read().unwrap_or_else(|p| p.into_inner()).contains(uri)
+    }
+
+    /// Vouches for a key set from now on (the home tenant's, once discovery
+    /// has named it: a gateway may start before Entra answers).
+    pub fn pin(&self, uri: String) {
+        self.pinned.write().unwrap_or_else(|p| p.into_inner()).insert(uri);
     }
 
     /// Key sets used recently enough to be worth refreshing (for the
@@ -260,8 +267,10 @@ impl JwksCache {
     pub fn refresh_due(&self) -> Vec<String> {
         let keep = self.limits.keep_unused_for;
         let mut t = lock(&self.tables);
+        let pinned = self.pinned.read().unwrap_or_else(|p| p.into_inner());
         t.sets
-            .retain(|uri, e| self.pinned.contains(uri) || e.last_used.elapsed() < keep);
+            .retain(|uri, e| pinned.contains(uri) || e.last_used.elapsed() < keep);
+        drop(pinned);
         METRICS.jwks_key_sets.set(t.sets.len() as i64);
         t.sets.keys().cloned().collect()
     }
@@ -387,7 +396,7 @@ impl JwksCache {
                     e.keys = keys.clone();
                 } else {
                     if t.sets.len() >= self.limits.max_key_sets {
-                        let pinned = &self.pinned;
+                        let pinned = self.pinned.read().unwrap_or_else(|p| p.into_inner());
                         let victim = t
                             .sets
                             .iter()

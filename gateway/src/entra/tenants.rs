@@ -8,9 +8,10 @@ use super::jwks::JwksCache;
 use crate::config::{Config, Entra, TenantType};
 use crate::metrics::METRICS;
 use crate::session::{SharedValues, now_unix};
+use policy::Reason;
 use policy::TenantId;
 use policy::tenants::TenantPolicy;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use url::Url;
 
 /// What the CSP sync last achieved (for readiness and `tenants sync`).
@@ -25,8 +26,11 @@ pub struct Tenants {
     entra: Entra,
     /// `clients[].tenant_id`: allowed whatever the CSP list says.
     client_tenants: Vec<TenantId>,
-    pub metadata: DiscoveryDocument,
-    pub jwks: JwksCache,
+    /// The checked discovery document: empty while Entra has not answered
+    /// since start (sign-ins wait, sessions are served). Shared by every
+    /// configuration a reload builds (the authority itself needs a restart).
+    metadata: Arc<OnceLock<DiscoveryDocument>>,
+    pub jwks: Arc<JwksCache>,
     policy: RwLock<Arc<TenantPolicy>>,
     csp: Mutex<CspStatus>,
     /// Where the CSP list is shared between instances.
@@ -34,25 +38,68 @@ pub struct Tenants {
 }
 
 impl Tenants {
+    /// `metadata` may still be empty (see [`Tenants::set_metadata`]).
     pub fn new(
         config: &Config,
-        metadata: DiscoveryDocument,
+        metadata: Arc<OnceLock<DiscoveryDocument>>,
         http: reqwest::Client,
+        values: Arc<dyn SharedValues>,
+    ) -> Self {
+        let t = Self::with_parts(config, metadata, Arc::new(JwksCache::new(http, [])), values);
+        if let Some(m) = t.metadata() {
+            t.pin_home_keys(m);
+        }
+        t
+    }
+
+    fn with_parts(
+        config: &Config,
+        metadata: Arc<OnceLock<DiscoveryDocument>>,
+        jwks: Arc<JwksCache>,
         values: Arc<dyn SharedValues>,
     ) -> Self {
         let entra = config.entra.clone();
         let client_tenants: Vec<TenantId> = config.client_tenants().collect();
-        // The home tenant's keys: vouched for and never evicted.
-        let home_keys = tenant_url(entra.tenant_type, &metadata.jwks_uri, &entra.tenant_id);
         Tenants {
             policy: RwLock::new(Arc::new(entra.tenant_policy(client_tenants.iter().cloned()))),
-            jwks: JwksCache::new(http, [home_keys.to_string()]),
+            jwks,
             csp: Mutex::new(CspStatus::default()),
             entra,
             client_tenants,
             metadata,
             values,
         }
+    }
+
+    /// The tenants of a reloaded configuration: the same discovery document,
+    /// key cache and CSP list, the new static and client tenants.
+    pub fn reconfigured(&self, config: &Config) -> Tenants {
+        let t = Self::with_parts(config, self.metadata.clone(), self.jwks.clone(), self.values.clone());
+        let csp = self.csp_status();
+        t.set_csp_tenants(csp.tenants.clone());
+        *t.csp.lock().unwrap_or_else(|p| p.into_inner()) = csp;
+        t
+    }
+
+    /// The discovery document, once Entra has answered.
+    pub fn metadata(&self) -> Option<&DiscoveryDocument> {
+        self.metadata.get()
+    }
+
+    /// Installs the discovery document fetched after start (the first one
+    /// wins: every configuration shares it).
+    pub fn set_metadata(&self, doc: DiscoveryDocument) {
+        if self.metadata.set(doc).is_ok()
+            && let Some(m) = self.metadata()
+        {
+            self.pin_home_keys(m);
+        }
+    }
+
+    /// The home tenant's keys: vouched for and never evicted.
+    fn pin_home_keys(&self, m: &DiscoveryDocument) {
+        let home = tenant_url(self.entra.tenant_type, &m.jwks_uri, &self.entra.tenant_id);
+        self.jwks.pin(home.to_string());
     }
 
     /// Who may sign in right now (static list, client tenants, CSP customers).
@@ -66,18 +113,23 @@ impl Tenants {
 
     /// The authorize endpoint a login is sent to: the tenant's own when the
     /// login names one, else the authority's.
-    pub fn authorize_endpoint(&self, tenant: Option<&TenantId>) -> Url {
-        self.for_tenant(&self.metadata.authorization_endpoint, tenant)
+    /// `metadata_unavailable` (503) while discovery is pending.
+    pub fn authorize_endpoint(&self, tenant: Option<&TenantId>) -> Result<Url, Reason> {
+        Ok(self.for_tenant(&self.document()?.authorization_endpoint, tenant))
     }
 
     /// The token endpoint the code of such a login is exchanged at.
-    pub fn token_endpoint(&self, tenant: Option<&TenantId>) -> Url {
-        self.for_tenant(&self.metadata.token_endpoint, tenant)
+    pub fn token_endpoint(&self, tenant: Option<&TenantId>) -> Result<Url, Reason> {
+        Ok(self.for_tenant(&self.document()?.token_endpoint, tenant))
     }
 
     /// The key set of a token's tenant.
-    pub fn jwks_uri(&self, tid: &TenantId) -> Url {
-        self.for_tenant(&self.metadata.jwks_uri, Some(tid))
+    pub fn jwks_uri(&self, tid: &TenantId) -> Result<Url, Reason> {
+        Ok(self.for_tenant(&self.document()?.jwks_uri, Some(tid)))
+    }
+
+    fn document(&self) -> Result<&DiscoveryDocument, Reason> {
+        self.metadata().ok_or(Reason::MetadataUnavailable)
     }
 
     fn for_tenant(&self, url: &Url, tenant: Option<&TenantId>) -> Url {

@@ -144,7 +144,7 @@ async fn redis_going_away_and_coming_back() {
     let r = h.browser().get("/").await;
     assert_eq!(r.status, 503, "a new sign-in gets a clear 503 page: {}", r.body);
     assert!(r.body.contains("store_unavailable"));
-    let ready = reqwest::get(h.url("/readyz")).await.unwrap();
+    let ready = reqwest::get(h.url("/.well-known/entra-gateway/readyz")).await.unwrap();
     assert_eq!(ready.status(), 503);
     // The cache entry ages out (local_cache_ttl 5 s): then the session cannot
     // be confirmed and the gateway says so (503), without panicking.
@@ -155,7 +155,12 @@ async fn redis_going_away_and_coming_back() {
     let _redis = RedisServer::start_on(port);
     let mut recovered = false;
     for _ in 0..100 {
-        if reqwest::get(h.url("/readyz")).await.unwrap().status() == 200 {
+        if reqwest::get(h.url("/.well-known/entra-gateway/readyz"))
+            .await
+            .unwrap()
+            .status()
+            == 200
+        {
             recovered = true;
             break;
         }

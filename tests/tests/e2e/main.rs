@@ -11,6 +11,7 @@ mod directory_errors;
 mod edge;
 mod instances;
 mod keys_and_secrets;
+mod lifecycle;
 mod logout;
 mod multitenant;
 mod portals;

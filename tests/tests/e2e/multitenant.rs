@@ -391,7 +391,7 @@ async fn csp_sync_allows_customers_and_a_failure_keeps_the_last_good_list() {
     wait_for_metric(&h, "entra_gateway_csp_syncs_total", &[("result", "error")], 1.0).await;
     let b = h.browser();
     b.sign_in("/", "carol@northwind.example").await; // the last good list stays after a 403
-    let ready = reqwest::get(h.url("/readyz")).await.unwrap();
+    let ready = reqwest::get(h.url("/.well-known/entra-gateway/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200, "degraded, not down");
     assert_eq!(ready.json::<Value>().await.unwrap()["status"], "degraded");
     // Never "allow all": a tenant neither listed nor synced is still refused.

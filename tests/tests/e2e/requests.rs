@@ -174,17 +174,39 @@ async fn health_readiness_jwks_and_metrics() {
     .await;
     let b = h.browser();
     assert_eq!(
-        b.request(reqwest::Method::GET, "/healthz", Kind::Plain, None, &[])
-            .await
-            .status,
+        b.request(
+            reqwest::Method::GET,
+            "/.well-known/entra-gateway/healthz",
+            Kind::Plain,
+            None,
+            &[]
+        )
+        .await
+        .status,
         200
     );
-    assert_eq!(
-        b.request(reqwest::Method::GET, "/readyz", Kind::Plain, None, &[])
-            .await
-            .status,
-        200
+    let r = b
+        .request(
+            reqwest::Method::GET,
+            "/.well-known/entra-gateway/readyz",
+            Kind::Plain,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["status"], "ready");
+    // The operator's listener answers the same, and /metrics beside them.
+    let ops = |p: &str| format!("http://127.0.0.1:{}{p}", h.gateway.metrics_port);
+    assert_eq!(reqwest::get(ops("/healthz")).await.unwrap().status(), 200);
+    assert_eq!(reqwest::get(ops("/readyz")).await.unwrap().status(), 200);
+    let m = reqwest::get(ops("/metrics")).await.unwrap();
+    assert!(
+        m.headers()["content-type"].to_str().unwrap().starts_with("text/plain"),
+        "Prometheus text format"
     );
+    assert!(m.text().await.unwrap().contains("entra_gateway_"));
+    assert_eq!(reqwest::get(ops("/other")).await.unwrap().status(), 404);
     let jwks = b
         .request(
             reqwest::Method::GET,
@@ -220,10 +242,49 @@ async fn health_readiness_jwks_and_metrics() {
 
     let mut redis = redis;
     redis.stop();
-    let r = b.request(reqwest::Method::GET, "/readyz", Kind::Plain, None, &[]).await;
+    let r = b
+        .request(
+            reqwest::Method::GET,
+            "/.well-known/entra-gateway/readyz",
+            Kind::Plain,
+            None,
+            &[],
+        )
+        .await;
     assert_eq!(r.status, 503, "readiness fails without the store: {}", r.body);
+    assert_eq!(
+        reqwest::get(format!("http://127.0.0.1:{}/readyz", h.gateway.metrics_port))
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
     let r = b.get("/somewhere").await;
     assert_eq!(r.status, 503, "a new sign-in gets a clear 503 page");
     assert!(r.body.contains("store_unavailable"));
     assert!(h.metric("entra_gateway_session_store_errors_total", &[]).await >= 1.0);
+}
+
+/// SPEC §4: on the main listener `/healthz` and `/readyz` are the app's
+/// paths like any other (the gateway's are under `/.well-known/`).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_apps_own_healthz_is_reached_through_the_gateway() {
+    let h = Harness::start(Options::default().patch(serde_json::json!({"routes": {"public": ["/healthz"]}}))).await;
+    let b = h.browser();
+    let r = b
+        .request(reqwest::Method::GET, "/healthz", Kind::Plain, None, &[])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("Demo app"),
+        "the app answered, not the gateway: {}",
+        r.body
+    );
+    // Not public here: a protected path like any other (401 to a non-navigation).
+    let r = b.request(reqwest::Method::GET, "/readyz", Kind::Xhr, None, &[]).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    let signed_in = h.signed_in("alice@contoso.example").await;
+    let r = signed_in.xhr("/readyz").await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("Demo app"), "the app's page, with identity: {}", r.body);
 }
