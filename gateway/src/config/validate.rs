@@ -395,15 +395,56 @@ fn upstream(cx: &mut Ctx<'_>, r: RawUpstream) -> Option<Upstream> {
         }
     }
     let port = url.port_or_known_default().unwrap_or(80);
-    let sni = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let bare_host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let connect_timeout = cx.duration("upstream.connect_timeout", r.connect_timeout.as_deref(), "5s", 1, 300);
+    let read_timeout = cx.duration("upstream.read_timeout", r.read_timeout.as_deref(), "60s", 1, 86_400);
+    let write_timeout = cx.duration("upstream.write_timeout", r.write_timeout.as_deref(), "60s", 1, 86_400);
+    let idle_timeout = cx.duration("upstream.idle_timeout", r.idle_timeout.as_deref(), "60s", 1, 3600);
+    let tls_verify = r.tls_verify.unwrap_or(true);
+    let ca_certs = upstream_ca(cx, r.ca_file, tls);
     Some(Upstream {
         address: format!("{host}:{port}"),
         url,
+        host: bare_host.clone(),
+        port,
         tls,
-        sni,
+        sni: bare_host,
+        connect_timeout,
+        read_timeout,
+        write_timeout,
+        idle_timeout,
+        tls_verify,
+        ca_certs,
         strip_authorization: r.strip_authorization,
         allow_underscore_headers,
     })
+}
+
+/// `upstream.ca_file`: read and parsed now, so a bad bundle is a config
+/// error (check-config says so) rather than a failure on the first request.
+fn upstream_ca(cx: &mut Ctx<'_>, ca_file: Option<String>, tls: bool) -> Vec<Vec<u8>> {
+    const KEY: &str = "upstream.ca_file";
+    let Some(path) = ca_file.and_then(|f| cx.expand(KEY, &f)).filter(|f| !f.is_empty()) else {
+        return Vec::new();
+    };
+    if !tls {
+        cx.err(KEY, "only used with an https upstream.url");
+        return Vec::new();
+    }
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            cx.err(KEY, format!("cannot read {path:?}: {e}"));
+            return Vec::new();
+        }
+    };
+    match crate::upstream::tls::parse_ca_bundle(&text) {
+        Ok(certs) => certs,
+        Err(e) => {
+            cx.err(KEY, format!("{path:?}: {e}"));
+            Vec::new()
+        }
+    }
 }
 
 fn entra(cx: &mut Ctx<'_>, r: RawEntra) -> Option<Entra> {
