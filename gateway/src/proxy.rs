@@ -217,6 +217,10 @@ impl ProxyHttp for GatewayProxy {
         }
         let navigation = auth::navigation(&req.method, &req.headers);
         let resp = failure.response(portal, navigation);
+        // Pingora closes the connection after a failed proxy attempt (the
+        // request body may be unread); `Connection: close` says so, or a
+        // client would send its next request into the closing connection.
+        session.set_keepalive(None);
         if let Err(we) = write(session, resp).await {
             tracing::debug!(event = "upstream_error_page_not_sent", error = %we);
         }

@@ -18,6 +18,11 @@ async fn gateway(upstream: serde_json::Value) -> Harness {
 /// for a navigation; both carry the reason.
 fn assert_failure(r: &browser::Resp, status: u16, reason: &str, navigation: bool) {
     assert_eq!(r.status, status, "{reason}: {}", r.body);
+    assert_eq!(
+        r.headers.get("connection").and_then(|v| v.to_str().ok()),
+        Some("close"),
+        "the client is told the connection ends"
+    );
     let ct = r
         .headers
         .get("content-type")
