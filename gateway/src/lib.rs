@@ -24,6 +24,7 @@ pub mod reload;
 pub mod respond;
 pub mod server;
 pub mod session;
+pub mod upstream;
 
 #[cfg(test)]
 mod properties;

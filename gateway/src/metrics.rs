@@ -20,6 +20,9 @@ pub struct Metrics {
     pub jwks_skipped: IntCounterVec,
     pub jwks_key_sets: IntGauge,
     pub upstream_latency: HistogramVec,
+    pub upstream_errors: IntCounterVec,
+    pub upstream_resolutions: IntCounterVec,
+    pub upstream_addresses: IntGauge,
     pub bad_requests: IntCounterVec,
     pub csp_syncs: IntCounterVec,
     pub csp_tenants: IntGauge,
@@ -94,11 +97,28 @@ fn build() -> Metrics {
         .expect("register"),
         upstream_latency: register_histogram_vec!(
             "entra_gateway_upstream_latency_seconds",
-            "Time from the request to the upstream's response header",
+            "Time from sending the request upstream to the upstream's response header (connecting excluded)",
             &["portal"],
             vec![
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0
             ]
+        )
+        .expect("register"),
+        upstream_errors: register_int_counter_vec!(
+            "entra_gateway_upstream_errors_total",
+            "Requests the upstream failed (502/504), by portal and reason",
+            &["portal", "reason"]
+        )
+        .expect("register"),
+        upstream_resolutions: register_int_counter_vec!(
+            "entra_gateway_upstream_resolutions_total",
+            "Resolution rounds of upstream.url's host name, by result",
+            &["result"]
+        )
+        .expect("register"),
+        upstream_addresses: register_int_gauge!(
+            "entra_gateway_upstream_addresses",
+            "Addresses upstream.url's host name resolved to last"
         )
         .expect("register"),
         bad_requests: register_int_counter_vec!(

@@ -7,8 +7,10 @@
 //! request_filter            front::route: fixed endpoints, refusals, portal  ─▶ respond
 //!                           /auth/*: read body ─▶ auth::handle               ─▶ respond
 //!                           front::access: session, policy::access::decide    ─▶ respond | upstream
-//! upstream_peer             the one upstream
+//! upstream_peer             upstream::Upstreams::pick (no DNS here), its settings
+//! fail_to_connect           retry on the next address while there are untried ones
 //! upstream_request_filter   identity::headers::upstream_edits
+//! fail_to_proxy             upstream::Failure: 502/504 page or JSON, metric, log
 //! logging                   one metric per request (portal, outcome)
 //! ```
 
@@ -19,10 +21,12 @@ use crate::identity::headers::{Edit, Upstream, upstream_edits};
 use crate::lifecycle::{InFlight, SharedApp};
 use crate::metrics::METRICS;
 use crate::respond::{self, Resp};
+use crate::upstream::{Failure, Upstreams};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
+use pingora::proxy::FailToProxy;
 use policy::access::Outcome;
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,6 +37,8 @@ const MAX_AUTH_BODY: usize = 64 * 1024;
 pub struct GatewayProxy {
     /// Replaced by a reload; each request loads it once (see [`Ctx::app`]).
     pub app: SharedApp,
+    /// The upstream's addresses (resolved in the background; restart-only).
+    pub upstream: Arc<Upstreams>,
 }
 
 pub struct Ctx {
@@ -41,7 +47,10 @@ pub struct Ctx {
     app: Arc<App>,
     /// Counted until the request is done (the drain waits for it).
     _in_flight: InFlight,
-    started: Instant,
+    /// When the request was sent upstream (the latency metric's start).
+    upstream_sent: Option<Instant>,
+    /// Addresses tried for this request (connect failures move on).
+    upstream_tries: usize,
     portal: Option<usize>,
     conn: Conn,
     outcome: Outcome,
@@ -84,6 +93,33 @@ fn body_too_large() -> Resp {
     r
 }
 
+/// Pingora's own answer to an error that is not the upstream's (a bad
+/// request, a client gone away): its status page, or nothing for a dead
+/// connection.
+async fn default_fail_to_proxy(session: &mut Session_, e: &pingora::Error) -> FailToProxy {
+    use pingora::{ErrorSource, ErrorType};
+    let code = match e.etype() {
+        ErrorType::HTTPStatus(code) => *code,
+        _ => match e.esource() {
+            ErrorSource::Upstream => 502,
+            ErrorSource::Downstream => match e.etype() {
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                _ => 400,
+            },
+            ErrorSource::Internal | ErrorSource::Unset => 500,
+        },
+    };
+    if code > 0
+        && let Err(we) = session.respond_error(code).await
+    {
+        tracing::debug!(event = "error_response_not_sent", error = %we);
+    }
+    FailToProxy {
+        error_code: code,
+        can_reuse_downstream: false,
+    }
+}
+
 /// Answers the request here: `Ok(true)` tells Pingora it is done.
 async fn answer(session: &mut Session_, ctx: &mut Ctx, outcome: Outcome, resp: Resp) -> Result<bool> {
     ctx.outcome = outcome;
@@ -100,7 +136,8 @@ impl ProxyHttp for GatewayProxy {
         Ctx {
             _in_flight: app.lifecycle.request(),
             app,
-            started: Instant::now(),
+            upstream_sent: None,
+            upstream_tries: 0,
             portal: None,
             conn: Conn::default(),
             outcome: Outcome::Error,
@@ -141,16 +178,74 @@ impl ProxyHttp for GatewayProxy {
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut Session_, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let app = self.app.load();
-        let u = &app.config.upstream;
-        Ok(Box::new(HttpPeer::new(u.address.as_str(), u.tls, u.sni.clone())))
+    async fn upstream_peer(&self, _session: &mut Session_, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let addr = self
+            .upstream
+            .pick()
+            .await
+            .map_err(|f| pingora::Error::explain(pingora::ErrorType::Custom(f.code()), "no address"))?;
+        ctx.upstream_tries += 1;
+        Ok(Box::new(self.upstream.peer(addr)))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session_,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<pingora::Error>,
+    ) -> Box<pingora::Error> {
+        // Another address may be up (a name with several); one try each.
+        e.set_retry(ctx.upstream_tries < self.upstream.address_count());
+        e
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session_, e: &pingora::Error, ctx: &mut Ctx) -> FailToProxy
+    where
+        Self::CTX: Send + Sync,
+    {
+        let Some(failure) = Failure::of(e) else {
+            return default_fail_to_proxy(session, e).await;
+        };
+        let portal = ctx.portal.map(|p| ctx.app.portal(p));
+        let portal_name = portal.map(|p| p.name.as_str()).unwrap_or("");
+        METRICS
+            .upstream_errors
+            .with_label_values(&[portal_name, failure.code()])
+            .inc();
+        let req = session.req_header();
+        tracing::warn!(
+            event = "upstream_error", reason = failure.code(), status = failure.status(), portal = portal_name,
+            method = %req.method, path = req.uri.path(), tries = ctx.upstream_tries, error = %e
+        );
+        // Past the response header the client already has a status: the
+        // connection is just closed.
+        if session.response_written().is_some() {
+            return FailToProxy {
+                error_code: failure.status(),
+                can_reuse_downstream: false,
+            };
+        }
+        let navigation = auth::navigation(&req.method, &req.headers);
+        let resp = failure.response(portal, navigation);
+        // Pingora closes the connection after a failed proxy attempt (the
+        // request body may be unread); `Connection: close` says so, or a
+        // client would send its next request into the closing connection.
+        session.set_keepalive(None);
+        if let Err(we) = write(session, resp).await {
+            tracing::debug!(event = "upstream_error_page_not_sent", error = %we);
+        }
+        FailToProxy {
+            error_code: failure.status(),
+            can_reuse_downstream: false,
+        }
     }
 
     async fn upstream_request_filter(&self, session: &mut Session_, up: &mut RequestHeader, ctx: &mut Ctx) -> Result<()>
     where
         Self::CTX: Send + Sync,
     {
+        ctx.upstream_sent = Some(Instant::now());
         let cfg = &ctx.app.config;
         let facts = Upstream {
             rules: policy::headers::HeaderRules {
@@ -179,11 +274,13 @@ impl ProxyHttp for GatewayProxy {
     where
         Self::CTX: Send + Sync,
     {
-        let portal = ctx.portal.map(|p| ctx.app.portal(p).name.as_str()).unwrap_or("");
-        METRICS
-            .upstream_latency
-            .with_label_values(&[portal])
-            .observe(ctx.started.elapsed().as_secs_f64());
+        if let Some(sent) = ctx.upstream_sent {
+            let portal = ctx.portal.map(|p| ctx.app.portal(p).name.as_str()).unwrap_or("");
+            METRICS
+                .upstream_latency
+                .with_label_values(&[portal])
+                .observe(sent.elapsed().as_secs_f64());
+        }
         Ok(())
     }
 

@@ -398,7 +398,18 @@ pub fn run(config: Config, path: Option<&Path>) -> Result<(), StartError> {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut proxy = http_proxy_service(&server.configuration, GatewayProxy { app: shared.clone() });
+    // The upstream's addresses: resolved and health-checked by pingora's
+    // balancer in its background service, never on a request's path.
+    let upstream = Arc::new(crate::upstream::Upstreams::new(&c.upstream));
+    server.add_service(pingora::services::background::GenBackgroundService::new(
+        "BG upstream".into(),
+        upstream.balancer(),
+    ));
+    let gateway = GatewayProxy {
+        app: shared.clone(),
+        upstream,
+    };
+    let mut proxy = http_proxy_service(&server.configuration, gateway);
     match &c.server.tls {
         Some(tls) => proxy
             .add_tls(

@@ -153,8 +153,21 @@ pub struct Upstream {
     pub url: Url,
     /// `host:port` to connect to.
     pub address: String,
+    /// The host of `url` without IPv6 brackets: an IP literal or a name to
+    /// resolve (off the request path, see `crate::upstream`).
+    pub host: String,
+    pub port: u16,
     pub tls: bool,
     pub sni: String,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    /// How long an idle pooled connection is kept.
+    pub idle_timeout: Duration,
+    pub tls_verify: bool,
+    /// DER certificates of `ca_file`: the only roots trusted for an https
+    /// upstream when set (checked to parse at load).
+    pub ca_certs: Vec<Vec<u8>>,
     pub strip_authorization: bool,
     /// Client headers with `_` in the name that may pass (lower-case).
     pub allow_underscore_headers: Vec<String>,

@@ -67,6 +67,13 @@ pub struct RawTls {
 #[serde(default)]
 pub struct RawUpstream {
     pub url: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub read_timeout: Option<String>,
+    pub write_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    /// Absent means true: verification is only ever turned off on purpose.
+    pub tls_verify: Option<bool>,
+    pub ca_file: Option<String>,
     /// Remove a client-sent `Authorization` header too (SPEC §5 "only when configured").
     pub strip_authorization: bool,
     pub allow_underscore_headers: Vec<String>,

@@ -399,15 +399,56 @@ fn upstream(cx: &mut Ctx<'_>, r: RawUpstream) -> Option<Upstream> {
         }
     }
     let port = url.port_or_known_default().unwrap_or(80);
-    let sni = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let bare_host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let connect_timeout = cx.duration("upstream.connect_timeout", r.connect_timeout.as_deref(), "5s", 1, 300);
+    let read_timeout = cx.duration("upstream.read_timeout", r.read_timeout.as_deref(), "60s", 1, 86_400);
+    let write_timeout = cx.duration("upstream.write_timeout", r.write_timeout.as_deref(), "60s", 1, 86_400);
+    let idle_timeout = cx.duration("upstream.idle_timeout", r.idle_timeout.as_deref(), "60s", 1, 3600);
+    let tls_verify = r.tls_verify.unwrap_or(true);
+    let ca_certs = upstream_ca(cx, r.ca_file, tls);
     Some(Upstream {
         address: format!("{host}:{port}"),
         url,
+        host: bare_host.clone(),
+        port,
         tls,
-        sni,
+        sni: bare_host,
+        connect_timeout,
+        read_timeout,
+        write_timeout,
+        idle_timeout,
+        tls_verify,
+        ca_certs,
         strip_authorization: r.strip_authorization,
         allow_underscore_headers,
     })
+}
+
+/// `upstream.ca_file`: read and parsed now, so a bad bundle is a config
+/// error (check-config says so) rather than a failure on the first request.
+fn upstream_ca(cx: &mut Ctx<'_>, ca_file: Option<String>, tls: bool) -> Vec<Vec<u8>> {
+    const KEY: &str = "upstream.ca_file";
+    let Some(path) = ca_file.and_then(|f| cx.expand(KEY, &f)).filter(|f| !f.is_empty()) else {
+        return Vec::new();
+    };
+    if !tls {
+        cx.err(KEY, "only used with an https upstream.url");
+        return Vec::new();
+    }
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            cx.err(KEY, format!("cannot read {path:?}: {e}"));
+            return Vec::new();
+        }
+    };
+    match crate::upstream::tls::parse_ca_bundle(&text) {
+        Ok(certs) => certs,
+        Err(e) => {
+            cx.err(KEY, format!("{path:?}: {e}"));
+            Vec::new()
+        }
+    }
 }
 
 fn entra(cx: &mut Ctx<'_>, r: RawEntra) -> Option<Entra> {
@@ -1287,5 +1328,69 @@ identity: { audience: halo }
         );
         let e = errors("", "clients: [ { name: c, hosts: [\"bad host!\"] } ]");
         assert!(has(&e, "clients[0].hosts[0]"), "{e:?}");
+    }
+
+    fn with_upstream(upstream: &str) -> Result<Config, Vec<String>> {
+        let yaml = format!(
+            "upstream: {upstream}\nportals: [ {{ name: agent, kind: agent, url: \"https://halo.example.com\" }} ]\nidentity: {{ audience: halo }}\nentra: {{ tenant_id: aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa, client_id: 11111111-1111-4111-8111-111111111111 }}\n"
+        );
+        Config::from_yaml(&yaml).map_err(|e| e.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn upstream_settings_and_their_defaults() {
+        let c = with_upstream("{ url: \"http://halo-app:8080\" }").unwrap();
+        let u = &c.upstream;
+        assert_eq!((u.host.as_str(), u.port, u.tls), ("halo-app", 8080, false));
+        assert_eq!(u.connect_timeout.as_secs(), 5);
+        assert_eq!(u.read_timeout.as_secs(), 60);
+        assert_eq!(u.write_timeout.as_secs(), 60);
+        assert_eq!(u.idle_timeout.as_secs(), 60);
+        assert!(u.tls_verify && u.ca_certs.is_empty());
+
+        let c = with_upstream(
+            "{ url: \"https://[::1]\", connect_timeout: 2s, read_timeout: 1m, write_timeout: 10s, idle_timeout: 30s, tls_verify: false, ca_file: \"\" }",
+        )
+        .unwrap();
+        let u = &c.upstream;
+        assert_eq!(
+            (u.host.as_str(), u.sni.as_str(), u.port, u.tls),
+            ("::1", "::1", 443, true)
+        );
+        assert_eq!(u.connect_timeout.as_secs(), 2);
+        assert_eq!(u.read_timeout.as_secs(), 60);
+        assert_eq!(u.write_timeout.as_secs(), 10);
+        assert_eq!(u.idle_timeout.as_secs(), 30);
+        assert!(!u.tls_verify);
+
+        let e = with_upstream("{ url: \"http://a:1\", connect_timeout: 0s, read_timeout: soon, idle_timeout: 2h }")
+            .unwrap_err();
+        for key in [
+            "upstream.connect_timeout",
+            "upstream.read_timeout",
+            "upstream.idle_timeout",
+        ] {
+            assert!(has(&e, key), "{key}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn upstream_ca_file_is_read_and_checked_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("ca.pem");
+        std::fs::write(&good, include_str!("../upstream/testdata/ca.pem")).unwrap();
+        let bad = dir.path().join("bad.pem");
+        std::fs::write(&bad, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
+        let c = with_upstream(&format!("{{ url: \"https://app.internal\", ca_file: {good:?} }}")).unwrap();
+        assert_eq!(c.upstream.ca_certs.len(), 1);
+        let e = with_upstream(&format!("{{ url: \"https://app.internal\", ca_file: {bad:?} }}")).unwrap_err();
+        assert!(
+            has(&e, "upstream.ca_file") && has(&e, "not an X.509 certificate"),
+            "{e:?}"
+        );
+        let e = with_upstream("{ url: \"https://app.internal\", ca_file: /nonexistent/ca.pem }").unwrap_err();
+        assert!(has(&e, "upstream.ca_file: cannot read"), "{e:?}");
+        let e = with_upstream(&format!("{{ url: \"http://app.internal\", ca_file: {good:?} }}")).unwrap_err();
+        assert!(has(&e, "only used with an https upstream.url"), "{e:?}");
     }
 }

@@ -21,3 +21,4 @@ mod signin;
 mod startup;
 mod token_rules;
 mod topologies;
+mod upstream;

@@ -1,0 +1,271 @@
+//! The upstream (issue 10): reached by host name (resolved off the request
+//! path), its failures answered as 502/504 pages or JSON with a reason code
+//! and a metric, an https upstream with a private CA.
+
+use e2e::browser::Kind;
+use e2e::*;
+use serde_json::json;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+
+/// A gateway whose `upstream` section is `upstream` (merged onto the app's URL).
+async fn gateway(upstream: serde_json::Value) -> Harness {
+    Harness::start(Options::default().patch(json!({ "upstream": upstream }))).await
+}
+
+/// Asserts `r` is the failure answer for `reason`: JSON for an XHR, a page
+/// for a navigation; both carry the reason.
+fn assert_failure(r: &browser::Resp, status: u16, reason: &str, navigation: bool) {
+    assert_eq!(r.status, status, "{reason}: {}", r.body);
+    assert_eq!(
+        r.headers.get("connection").and_then(|v| v.to_str().ok()),
+        Some("close"),
+        "the client is told the connection ends"
+    );
+    let ct = r
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if navigation {
+        assert!(ct.starts_with("text/html"), "{ct}");
+        assert!(r.body.contains(reason), "page names {reason}: {}", r.body);
+    } else {
+        assert!(ct.starts_with("application/json"), "{ct}");
+        assert_eq!(r.json()["error"], reason, "{}", r.body);
+    }
+}
+
+async fn errors(h: &Harness, reason: &str) -> f64 {
+    h.metric("entra_gateway_upstream_errors_total", &[("reason", reason)])
+        .await
+}
+
+/// Both answers (page and JSON) for `path`, asserted; the metric counts both.
+async fn assert_both(h: &Harness, path: &str, status: u16, reason: &str) {
+    let b = h.browser();
+    let before = errors(h, reason).await;
+    assert_failure(
+        &b.request(reqwest::Method::GET, path, Kind::Xhr, None, &[]).await,
+        status,
+        reason,
+        false,
+    );
+    assert_failure(&b.get(path).await, status, reason, true);
+    assert_eq!(
+        errors(h, reason).await - before,
+        2.0,
+        "{reason} counted once per request"
+    );
+}
+
+/// The gateway answers its own endpoints: it did not crash.
+async fn assert_alive(h: &Harness) {
+    let r = h.browser().xhr("/.well-known/entra-gateway/jwks.json").await;
+    assert_eq!(r.status, 200, "the gateway still serves: {}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_app_by_host_name() {
+    let h = Harness::start(
+        Options::default().patch_wired(|w| json!({"upstream": {"url": format!("http://localhost:{}", w.app.port())}})),
+    )
+    .await;
+    let r = h.browser().xhr("/public/api/whoami").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let b = h.signed_in("alice@contoso.example").await;
+    let r = b.whoami().await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["verified"], true);
+    assert!(h.metric("entra_gateway_upstream_addresses", &[]).await >= 1.0);
+    assert!(
+        h.metric("entra_gateway_upstream_resolutions_total", &[("result", "ok")])
+            .await
+            >= 1.0
+    );
+    // Measured from the upstream request: a loopback app answers in far
+    // less than the whole request (sign-in included) took.
+    assert!(h.metric("entra_gateway_upstream_latency_seconds_count", &[]).await >= 2.0);
+    assert_eq!(errors(&h, "upstream_unresolved").await, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_name_that_does_not_resolve_is_502_and_the_gateway_stays_up() {
+    let h = gateway(json!({"url": "http://no-such-host.invalid:8080", "connect_timeout": "1s"})).await;
+    let started = Instant::now();
+    assert_both(&h, "/public/api/whoami", 502, "upstream_unresolved").await;
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_alive(&h).await;
+    // Still answering (and still trying) afterwards.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_both(&h, "/public/x", 502, "upstream_unresolved").await;
+    assert!(
+        h.gateway.logs().contains("upstream_resolve"),
+        "resolution failures are logged"
+    );
+    assert!(!h.gateway.logs().contains("panicked"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_that_is_down_is_502() {
+    let port = free_port();
+    let h = gateway(json!({"url": format!("http://127.0.0.1:{port}")})).await;
+    assert_both(
+        &h,
+        "/public/api/whoami?code=secret-value",
+        502,
+        "upstream_connect_failed",
+    )
+    .await;
+    let logs = h.gateway.logs();
+    assert!(logs.contains("upstream_error"), "one log line: {logs}");
+    assert!(!logs.contains("secret-value"), "no query string in the logs");
+    assert_alive(&h).await;
+}
+
+/// Accepts connections and reads requests, never answering.
+async fn hanging_upstream() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else { return };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_hanging_past_read_timeout_is_504() {
+    let port = hanging_upstream().await;
+    let h = gateway(json!({"url": format!("http://127.0.0.1:{port}"), "read_timeout": "1s"})).await;
+    let started = Instant::now();
+    assert_both(&h, "/public/api/whoami", 504, "upstream_timeout").await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(8),
+        "two requests of ~1 s: {took:?}"
+    );
+    assert_alive(&h).await;
+}
+
+/// Reads a request, then resets the connection (RST, SO_LINGER 0).
+async fn resetting_upstream() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else { return };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s.set_zero_linger();
+            drop(s);
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_resetting_connections_is_502() {
+    let port = resetting_upstream().await;
+    let h = gateway(json!({"url": format!("http://127.0.0.1:{port}")})).await;
+    assert_both(&h, "/public/api/whoami", 502, "upstream_reset").await;
+    assert_alive(&h).await;
+}
+
+/// `openssl s_server` serving files over https with a certificate for
+/// `localhost` from a throw-away CA; killed on drop.
+struct HttpsApp {
+    port: u16,
+    ca_file: std::path::PathBuf,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl HttpsApp {
+    async fn start() -> HttpsApp {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let ca = Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let path = |name: &str| dir.path().join(name);
+        std::fs::write(path("ca.pem"), ca_cert.pem()).unwrap();
+        std::fs::write(path("server.pem"), cert.pem()).unwrap();
+        std::fs::write(path("server.key"), key.serialize_pem()).unwrap();
+        std::fs::create_dir(path("public")).unwrap();
+        std::fs::write(path("public/hello.txt"), "hello over tls").unwrap();
+        let port = free_port();
+        let child = std::process::Command::new("openssl")
+            .args(["s_server", "-quiet", "-WWW", "-accept"])
+            .arg(port.to_string())
+            .arg("-cert")
+            .arg(path("server.pem"))
+            .arg("-key")
+            .arg(path("server.key"))
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("openssl s_server starts");
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(started.elapsed() < Duration::from_secs(10), "s_server listening");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        HttpsApp {
+            port,
+            ca_file: path("ca.pem"),
+            child,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for HttpsApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_https_upstream_with_a_private_ca() {
+    let app = HttpsApp::start().await;
+    let url = format!("https://localhost:{}", app.port);
+
+    // Trusted through ca_file.
+    let h = gateway(json!({"url": url, "ca_file": app.ca_file.display().to_string()})).await;
+    let r = h.browser().xhr("/public/hello.txt").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("hello over tls"), "{}", r.body);
+    drop(h);
+
+    // Not trusted without it: verification stays on by default.
+    let h = gateway(json!({"url": url})).await;
+    assert_both(&h, "/public/hello.txt", 502, "upstream_tls_failed").await;
+    drop(h);
+
+    // Verification off, as asked.
+    let h = gateway(json!({"url": url, "tls_verify": false})).await;
+    let r = h.browser().xhr("/public/hello.txt").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("hello over tls"), "{}", r.body);
+}
