@@ -27,6 +27,8 @@ pub struct App {
     /// None with `directory.kind: open` (no matching: the user is `<tid>:<oid>`).
     pub directory: Option<Arc<dyn crate::directory::Directory>>,
     pub login_limits: crate::auth::limits::LoginLimits,
+    /// `directory.sync`: what this instance's last run achieved (readiness).
+    pub directory_sync: crate::directory::sync::SyncState,
     /// Per portal, its session and local-account cookie names, without and
     /// with `Secure` (`__Host-`): looked up on every request, built once.
     cookie_names: Vec<[(String, String); 2]>,
@@ -83,6 +85,7 @@ impl App {
             store,
             http,
             directory,
+            directory_sync: Default::default(),
         }
     }
 

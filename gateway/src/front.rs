@@ -221,25 +221,25 @@ async fn ready(app: &App) -> Resp {
     let store_ok = app.store.ping().await.is_ok();
     // A failing CSP sync degrades (the last good list stays in force);
     // it does not take the instance out of rotation.
-    let csp_error = if app.config.entra.csp_sync.enabled {
-        app.tenants.csp_status().last_error
-    } else {
-        None
-    };
-    match (store_ok, csp_error) {
-        (false, _) => respond::json(
+    let csp_failing = app.config.entra.csp_sync.enabled && app.tenants.csp_status().last_error.is_some();
+    // Likewise a failing directory sync: the records of the last good one stay.
+    let dir_sync_failing = app.config.directory_sync.enabled && app.directory_sync.get().last_error.is_some();
+    if !store_ok {
+        return respond::json(
             503,
             &serde_json::json!({ "status": "not_ready", "store": "unavailable", "entra_metadata": "ok" }),
-        ),
-        // Status only: error texts go to the log and metrics, not to
-        // whoever can reach this path.
-        (true, Some(_)) => respond::json(
-            200,
-            &serde_json::json!({ "status": "degraded", "store": "ok", "entra_metadata": "ok", "csp_sync": "failing" }),
-        ),
-        (true, None) => respond::json(
-            200,
-            &serde_json::json!({ "status": "ready", "store": "ok", "entra_metadata": "ok" }),
-        ),
+        );
     }
+    // Status only: error texts go to the log and metrics, not to whoever
+    // can reach this path.
+    let mut body = serde_json::json!({ "status": "ready", "store": "ok", "entra_metadata": "ok" });
+    if csp_failing {
+        body["status"] = "degraded".into();
+        body["csp_sync"] = "failing".into();
+    }
+    if dir_sync_failing {
+        body["status"] = "degraded".into();
+        body["directory_sync"] = "failing".into();
+    }
+    respond::json(200, &body)
 }

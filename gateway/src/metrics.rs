@@ -21,6 +21,9 @@ pub struct Metrics {
     pub bad_requests: IntCounterVec,
     pub csp_syncs: IntCounterVec,
     pub csp_tenants: IntGauge,
+    pub directory_syncs: IntCounterVec,
+    pub directory_sync_users: IntCounterVec,
+    pub directory_sync_last_success: IntGauge,
 }
 
 fn build() -> Metrics {
@@ -110,6 +113,23 @@ fn build() -> Metrics {
         .expect("register"),
         csp_tenants: register_int_gauge!("entra_gateway_csp_tenants", "Tenants allowed through the CSP sync")
             .expect("register"),
+        directory_syncs: register_int_counter_vec!(
+            "entra_gateway_directory_sync_total",
+            "Directory syncs from Graph by result (ok|error)",
+            &["result"]
+        )
+        .expect("register"),
+        directory_sync_users: register_int_counter_vec!(
+            "entra_gateway_directory_sync_users_total",
+            "Users handled by directory syncs, by change (created|updated|disabled|skipped|pruned)",
+            &["change"]
+        )
+        .expect("register"),
+        directory_sync_last_success: register_int_gauge!(
+            "entra_gateway_directory_sync_last_success_timestamp_seconds",
+            "Unix time of this instance's last successful directory sync"
+        )
+        .expect("register"),
     }
 }
 
