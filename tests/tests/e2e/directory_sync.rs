@@ -44,6 +44,7 @@ fn single(redis: &RedisServer) -> Options {
         ..Options::default()
     }
     .patch(json!({"sso": {"match_by": "unique_id"}, "directory": {"kind": "builtin"}}))
+    .patch_wired(|w| json!({"entra": {"graph_host": w.entra}}))
 }
 
 fn out(o: &std::process::Output) -> String {
@@ -132,7 +133,10 @@ async fn sync_pages_binds_renames_disables_prunes_and_the_user_signs_in_by_uniqu
     // The imported user signs in by (tid, oid), and the app sees the record's key.
     let b = h.browser();
     assert_eq!(b.sign_in("/portal/", "alice@contoso.example").await, "/portal/");
-    assert_eq!(b.whoami().await.json()["headers"]["x-auth-user"], alice_key.as_str());
+    assert_eq!(
+        b.xhr("/portal/api/whoami").await.json()["headers"]["x-auth-user"],
+        alice_key.as_str()
+    );
     // Bob's record kept its key and kind.
     let b = h.signed_in("bob@contoso.example").await;
     assert_eq!(b.whoami().await.json()["headers"]["x-auth-user"], "agent-bob");
@@ -227,7 +231,8 @@ async fn csp_customers_without_consent_are_skipped_and_emails_never_cross_tenant
     .patch(json!({
         "entra": {"tenant_type": "multi", "csp_sync": {"enabled": true}},
         "directory": {"kind": "builtin"},
-    }));
+    }))
+    .patch_wired(|w| json!({"entra": {"graph_host": w.entra}}));
     let h = Harness::start(options).await;
     // Dana's address is on a record that names no tenant: a customer's user
     // with that mail is no proof (SPEC §6), the record is not taken.
@@ -324,13 +329,25 @@ async fn configuration_errors_exit_2() {
     );
 }
 
+/// The readiness answer (SPEC §4's path; `/readyz` where this build still
+/// serves it there).
 async fn readyz(port: u16) -> serde_json::Value {
-    reqwest::get(format!("http://127.0.0.1:{port}/.well-known/entra-gateway/readyz"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    for path in ["/.well-known/entra-gateway/readyz", "/readyz"] {
+        let r = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .send()
+            .await
+            .unwrap();
+        if let Ok(j) = r.json::<serde_json::Value>().await
+            && j.get("status").is_some_and(|s| s.is_string())
+        {
+            return j;
+        }
+    }
+    panic!("no readiness answer on port {port}")
 }
 
 async fn metric_at(metrics_port: u16, name: &str, label: &str) -> f64 {
