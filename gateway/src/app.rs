@@ -29,6 +29,8 @@ pub struct App {
     pub login_limits: Arc<crate::auth::limits::LoginLimits>,
     /// Draining and in-flight requests: one per process, whatever reloads.
     pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
+    /// `directory.sync`: what this instance's last run achieved (readiness).
+    pub directory_sync: Arc<crate::directory::sync::SyncState>,
     /// Per portal, its session and local-account cookie names, without and
     /// with `Secure` (`__Host-`): looked up on every request, built once.
     cookie_names: Vec<[(String, String); 2]>,
@@ -77,6 +79,7 @@ impl App {
             store,
             http,
             directory,
+            directory_sync: Default::default(),
         }
     }
 
@@ -96,6 +99,7 @@ impl App {
             tenants: self.tenants.reconfigured(&config),
             login_limits: self.login_limits.clone(),
             lifecycle: self.lifecycle.clone(),
+            directory_sync: self.directory_sync.clone(),
             assertions: self.assertions.clone(),
             store: self.store.clone(),
             http: self.http.clone(),

@@ -242,6 +242,8 @@ pub async fn ready(app: &App) -> Resp {
     // so does Entra unreachable since start (sessions are still served):
     // neither takes the instance out of rotation.
     let csp_failing = app.config.entra.csp_sync.enabled && app.tenants.csp_status().last_error.is_some();
+    // Likewise a failing directory sync: the records of the last good one stay.
+    let dir_sync_failing = app.config.directory_sync.enabled && app.directory_sync.get().last_error.is_some();
     let mut body = serde_json::json!({
         "status": "ready",
         "store": if store_ok { "ok" } else { "unavailable" },
@@ -250,10 +252,13 @@ pub async fn ready(app: &App) -> Resp {
     if csp_failing {
         body["csp_sync"] = serde_json::json!("failing");
     }
+    if dir_sync_failing {
+        body["directory_sync"] = serde_json::json!("failing");
+    }
     let status = if !store_ok {
         body["status"] = serde_json::json!("not_ready");
         503
-    } else if csp_failing || metadata == "pending" {
+    } else if csp_failing || dir_sync_failing || metadata == "pending" {
         body["status"] = serde_json::json!("degraded");
         200
     } else {

@@ -108,6 +108,18 @@ enum DirectoryCommand {
     },
     /// List users.
     List(ConfigArg),
+    /// Read the users of the home tenant (and of CSP customers, with entra.csp_sync) from
+    /// Microsoft Graph into the directory.
+    Sync {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Disable the records of a synced tenant that Graph no longer lists (nothing is deleted).
+        #[arg(long)]
+        prune: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -313,6 +325,9 @@ fn main() -> ExitCode {
         Command::Directory {
             command: DirectoryCommand::List(arg),
         } => directory_list(&arg),
+        Command::Directory {
+            command: DirectoryCommand::Sync { config, dry_run, prune },
+        } => directory_sync(&config, dry_run, prune),
         Command::Sessions {
             command: SessionsCommand::Revoke { user, sid, config },
         } => revoke(&config, user.as_deref(), sid.as_deref()),
@@ -440,6 +455,29 @@ fn directory_import(file: &std::path::Path, arg: &ConfigArg) -> ExitCode {
             eprintln!("entra-gateway: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+fn directory_sync(arg: &ConfigArg, dry_run: bool, prune: bool) -> ExitCode {
+    let c = match builtin_directory_config(arg, "directory sync") {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let options = entra_gateway::directory::sync::SyncOptions { dry_run, prune };
+    match server::directory_sync(c, options) {
+        Ok(report) => {
+            for line in report.lines() {
+                println!("{line}");
+            }
+            // Printed first, so the operator sees what did get synced.
+            if report.failed() {
+                eprintln!("entra-gateway: directory sync: some tenants could not be read (see above)");
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => start_error(e),
     }
 }
 

@@ -29,6 +29,9 @@ pub struct Metrics {
     pub records_unreadable: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub config_last_reload_success: IntGauge,
+    pub directory_syncs: IntCounterVec,
+    pub directory_sync_users: IntCounterVec,
+    pub directory_sync_last_success: IntGauge,
 }
 
 fn build() -> Metrics {
@@ -151,6 +154,23 @@ fn build() -> Metrics {
         config_last_reload_success: register_int_gauge!(
             "entra_gateway_config_last_reload_success_timestamp_seconds",
             "When the configuration in force was loaded (start or the last good reload), Unix seconds"
+        )
+        .expect("register"),
+        directory_syncs: register_int_counter_vec!(
+            "entra_gateway_directory_sync_total",
+            "Directory syncs from Graph by result (ok|error)",
+            &["result"]
+        )
+        .expect("register"),
+        directory_sync_users: register_int_counter_vec!(
+            "entra_gateway_directory_sync_users_total",
+            "Users handled by directory syncs, by change (created|updated|disabled|skipped|pruned)",
+            &["change"]
+        )
+        .expect("register"),
+        directory_sync_last_success: register_int_gauge!(
+            "entra_gateway_directory_sync_last_success_timestamp_seconds",
+            "Unix time of this instance's last successful directory sync"
         )
         .expect("register"),
     }

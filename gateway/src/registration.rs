@@ -96,6 +96,15 @@ impl Registration {
                 why: "CSP sync reads the partner tenant's customers (GET /v1.0/contracts)",
             });
         }
+        let sync = c.directory_sync.enabled;
+        if sync {
+            permissions.push(Permission {
+                name: "User.Read.All",
+                id: "df021288-bdef-4463-88db-98f22de89214",
+                kind: "Role",
+                why: "directory sync reads the users (GET /v1.0/users), also in consenting CSP customers' tenants",
+            });
+        }
         let host = c
             .portals
             .first()
@@ -130,7 +139,7 @@ impl Registration {
                     why: "front-channel logout ends the sessions of that Entra sign-in",
                 },
             ],
-            admin_consent: csp,
+            admin_consent: csp || sync,
             permissions,
             client_id: c.entra.client_id.as_str().to_string(),
             graph_host: c.entra.graph_host.clone(),
@@ -209,7 +218,7 @@ impl Registration {
         ));
         if self.admin_consent {
             s.push_str(
-                "# Application permissions (CSP sync) take effect after an administrator's consent:\n\
+                "# Application permissions (CSP sync, directory sync) take effect after an administrator's consent:\n\
                  az ad app permission admin-consent --id \"$APP_ID\"\n",
             );
         }
@@ -340,6 +349,29 @@ identity: { audience: halo }
         let script = r.az_script("config.yaml");
         assert!(script.contains("az ad app permission admin-consent"), "{script}");
         assert!(script.contains("https://graph.microsoft.com/v1.0/applications(appId='$APP_ID')"));
+    }
+
+    #[test]
+    fn directory_sync_asks_for_user_read_all_with_admin_consent() {
+        let yaml = format!(
+            "{BASE}entra: {{ tenant_id: aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa, client_id: c1c1c1c1-3333-4333-8333-c1c1c1c1c1c1, client_secret: s }}\n\
+             directory: {{ kind: builtin, sync: {{ enabled: true }} }}\n"
+        );
+        golden("directory_sync", &yaml);
+        let r = Registration::of(&config(&yaml));
+        assert!(r.admin_consent);
+        let lines = r.checklist();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("User.Read.All") && l.contains("application")),
+            "{lines:?}"
+        );
+        assert!(r.az_script("c.yaml").contains("az ad app permission admin-consent"));
+        // Without the sync, the permission is not asked for.
+        let off = Registration::of(&config(&yaml.replace("enabled: true", "enabled: false")));
+        assert!(!off.permissions.iter().any(|p| p.name == "User.Read.All"));
+        assert!(!off.admin_consent);
     }
 
     #[test]

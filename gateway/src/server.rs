@@ -5,6 +5,7 @@ use crate::app::App;
 use crate::config::{Config, StoreConfig, TwoFactorRequired};
 use crate::directory::builtin::BuiltinDirectory;
 use crate::directory::records::{MemoryRecords, RecordStore};
+use crate::directory::sync::{self, SyncOptions, SyncReport, SyncTenant};
 use crate::entra::{self, discovery};
 use crate::identity::AssertionSigner;
 use crate::identity::signer::generate_pem;
@@ -251,8 +252,15 @@ pub async fn build_app(config: Config) -> Result<Started, StartError> {
     let follower = app.clone();
     tokio::spawn(async move { follower.sessions.follow_revocations().await });
     load_home_keys(&app).await;
+    let shared: SharedApp = Arc::new(ArcSwap::new(app.clone()));
+    // Users from Graph (`directory.sync`): the loop follows reloads of its
+    // settings; turning it on for the first time takes a restart.
+    if app.config.directory_sync.enabled && matches!(app.config.directory, crate::config::Directory::Builtin) {
+        let dir = Arc::new(builtin_directory(&backend).await?);
+        tokio::spawn(directory_sync_loop(shared.clone(), dir));
+    }
     Ok(Started {
-        app: Arc::new(ArcSwap::new(app)),
+        app: shared,
         backend: Arc::new(backend),
         discovered,
     })
@@ -284,6 +292,101 @@ async fn csp_loop(shared: SharedApp) {
         }
         tokio::time::sleep(poll).await;
     }
+}
+
+/// `directory.sync`: every instance polls, and the one that takes the
+/// current interval's lease runs the sync. Intervals are aligned on the Unix
+/// epoch and each has a lease key of its own, so every interval is synced
+/// exactly once among all instances, whoever started when.
+async fn directory_sync_loop(shared: SharedApp, dir: Arc<BuiltinDirectory>) {
+    let mut done: Option<u64> = None;
+    loop {
+        let app = shared.load_full();
+        let interval = app.config.directory_sync.interval;
+        let secs = interval.as_secs().max(1);
+        let poll = (interval / 5).clamp(Duration::from_secs(1), Duration::from_secs(30));
+        if !app.config.directory_sync.enabled {
+            tokio::time::sleep(poll).await;
+            continue;
+        }
+        // What the last run (on any instance) achieved: readiness follows it.
+        if let Ok(Some(v)) = app.store.get_value(sync::STATUS_KEY).await
+            && let Ok(o) = serde_json::from_str::<sync::SharedOutcome>(&v)
+        {
+            app.directory_sync.adopt(o);
+        }
+        let window = u64::try_from(crate::session::now_unix()).unwrap_or_default() / secs;
+        if done != Some(window) {
+            // Held past the window's end: nobody can take this window again.
+            match app
+                .store
+                .try_lease(&format!("directory_sync:{window}"), interval * 2)
+                .await
+            {
+                Ok(won) => {
+                    done = Some(window);
+                    if won {
+                        let result = directory_sync_once(&app, &dir).await;
+                        let outcome = app.directory_sync.record(&result);
+                        if let Ok(v) = serde_json::to_string(&outcome) {
+                            let _ = app.store.put_value(sync::STATUS_KEY, &v).await;
+                        }
+                    }
+                }
+                // The store is down: try again at the next poll.
+                Err(e) => tracing::warn!(event = "directory_sync_lease_failed", error = %e),
+            }
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+async fn directory_sync_once(app: &App, dir: &BuiltinDirectory) -> Result<SyncReport, sync::SyncError> {
+    let customers = if app.config.entra.csp_sync.enabled {
+        app.tenants.csp_refresh_from_store().await;
+        app.tenants.csp_status().tenants
+    } else {
+        Vec::new()
+    };
+    let tenants = SyncTenant::all(&app.config, &customers);
+    sync::run(&app.http, &app.config, dir, &tenants, SyncOptions::default()).await
+}
+
+/// `entra-gateway directory sync`: one run against the store the
+/// configuration names (whose builtin directory the gateways use).
+pub fn directory_sync(config: Config, options: SyncOptions) -> Result<SyncReport, StartError> {
+    if config.entra.credential.is_none() {
+        return Err(StartError::Unsupported(
+            "directory sync reads Graph with the app's own token: set entra.client_secret (or client_secret_file, \
+             client_certificate, federated_token_file)"
+                .into(),
+        ));
+    }
+    let rt = control_runtime()?;
+    rt.block_on(async {
+        let backend = connect_backend(&config).await?;
+        let dir = builtin_directory(&backend).await?;
+        let http = entra::http_client();
+        let customers = if config.entra.csp_sync.enabled {
+            // The list the gateways use; Graph's own when none is stored yet.
+            match backend.store.get_value(crate::entra::csp::STORE_KEY).await {
+                Ok(Some(v)) => crate::entra::csp::decode(&v),
+                Ok(None) => {
+                    crate::entra::csp::fetch(&http, &config)
+                        .await
+                        .map_err(|e| StartError::Runtime(format!("the CSP customer list: {e}")))?
+                        .tenants
+                }
+                Err(e) => return Err(StartError::Store(e.to_string())),
+            }
+        } else {
+            Vec::new()
+        };
+        let tenants = SyncTenant::all(&config, &customers);
+        sync::run(&http, &config, &dir, &tenants, options)
+            .await
+            .map_err(|e| StartError::Store(e.to_string()))
+    })
 }
 
 /// `entra-gateway sessions revoke`: ends a user's sessions (or those of one

@@ -1,4 +1,5 @@
-//! What the mock knows: tenants, people, app registrations, Graph contracts.
+//! What the mock knows: tenants, people, app registrations, Graph contracts
+//! and which tenants consented to Graph.
 
 use serde_json::{Map, Value};
 
@@ -65,6 +66,15 @@ pub struct MockEntraConfig {
     pub contracts: Vec<String>,
     /// Contracts per Graph page (default 2, so paging is exercised).
     pub contracts_page_size: usize,
+    /// Users per Graph `/v1.0/users` page (0: the request's `$top`), so a
+    /// few users are enough to exercise paging.
+    pub users_page_size: usize,
+    /// Tenants that never consented to the app: the client-credentials grant
+    /// there is refused (`AADSTS700016`).
+    pub unconsented_tenants: Vec<String>,
+    /// Tenants that consented without `User.Read.All`: Graph `/v1.0/users`
+    /// answers 403 `Authorization_RequestDenied` to their tokens.
+    pub users_forbidden_tenants: Vec<String>,
     /// Outages in force from the start (see [`MockEntra::set_faults`](crate::MockEntra::set_faults)).
     pub faults: Vec<MockFault>,
 }

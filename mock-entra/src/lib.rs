@@ -3,7 +3,8 @@
 //! `kid`s, per-key `issuer` and rotation, the authorize endpoint with a login
 //! form and `form_post`, the token endpoint (code + PKCE + secret, client
 //! credentials), the end-session endpoint with front-channel logout, and
-//! Graph's `/contracts`. Test helpers mint deliberately bad tokens.
+//! Graph's `/contracts` and `/users` (paged, throttled on demand, 403 without
+//! consent). Test helpers mint deliberately bad tokens.
 //!
 //! Also [`app`]: a small application that verifies the gateway's assertion.
 //!

@@ -38,7 +38,19 @@ impl MockEntra {
             contracts: Mutex::new(config.contracts.clone()),
             graph_failure: Mutex::new(None),
             faults: Mutex::new(config.faults.clone()),
-            app_tokens: Mutex::new(Vec::new()),
+            app_tokens: Mutex::new(HashMap::new()),
+            directory: Mutex::new(
+                config
+                    .users
+                    .iter()
+                    .map(|u| graph::DirectoryUser {
+                        user: u.clone(),
+                        enabled: true,
+                    })
+                    .collect(),
+            ),
+            throttle: Mutex::new((0, 0)),
+            users_calls: Mutex::new(Vec::new()),
             graph_calls: Mutex::new(0),
             used_jtis: Mutex::new(Default::default()),
             config,
@@ -61,6 +73,7 @@ impl MockEntra {
             .route("/{tenant}/oauth2/v2.0/token", post(token::token))
             .route("/{tenant}/oauth2/v2.0/logout", get(logout::logout))
             .route("/v1.0/contracts", get(graph::contracts))
+            .route("/v1.0/users", get(graph::users))
             .layer(axum::middleware::from_fn_with_state(inner.clone(), faults))
             .with_state(inner.clone());
         tokio::spawn(async move {
@@ -102,6 +115,55 @@ impl MockEntra {
 
     pub fn graph_calls(&self) -> usize {
         *self.inner.graph_calls.lock().expect("lock")
+    }
+
+    /// Renames a user in Graph's view (`displayName`).
+    pub fn graph_rename(&self, username: &str, name: &str) {
+        self.graph_edit(username, |u| u.user.name = name.to_string());
+    }
+
+    /// Sets `accountEnabled` in Graph's view.
+    pub fn graph_set_enabled(&self, username: &str, enabled: bool) {
+        self.graph_edit(username, |u| u.enabled = enabled);
+    }
+
+    /// Deletes a user from Graph's view (sign-in is not affected).
+    pub fn graph_remove(&self, username: &str) {
+        self.inner
+            .directory
+            .lock()
+            .expect("lock")
+            .retain(|u| !u.user.username.eq_ignore_ascii_case(username));
+    }
+
+    /// Adds a user to Graph's view only (not to the sign-in page).
+    pub fn graph_add(&self, user: MockUser) {
+        self.inner
+            .directory
+            .lock()
+            .expect("lock")
+            .push(graph::DirectoryUser { user, enabled: true });
+    }
+
+    fn graph_edit(&self, username: &str, f: impl FnOnce(&mut graph::DirectoryUser)) {
+        let mut d = self.inner.directory.lock().expect("lock");
+        let u = d
+            .iter_mut()
+            .find(|u| u.user.username.eq_ignore_ascii_case(username))
+            .expect("graph_edit: unknown user");
+        f(u);
+    }
+
+    /// The next `calls` Graph `/v1.0/users` calls answer 429 with
+    /// `Retry-After: retry_after_secs`.
+    pub fn throttle_users(&self, calls: usize, retry_after_secs: u64) {
+        *self.inner.throttle.lock().expect("lock") = (calls, retry_after_secs);
+    }
+
+    /// Every Graph `/v1.0/users` call so far: (tenant of the token, or "" when
+    /// refused, unix time in milliseconds).
+    pub fn users_calls(&self) -> Vec<(String, u128)> {
+        self.inner.users_calls.lock().expect("lock").clone()
     }
 
     /// Publishes a new active key; the old ones stay in the JWKS (as Entra

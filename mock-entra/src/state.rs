@@ -60,8 +60,15 @@ pub(crate) struct Inner {
     pub(crate) graph_failure: Mutex<Option<u16>>,
     /// Endpoints that fail, hang or are slow (see `MockEntra::set_faults`).
     pub(crate) faults: Mutex<Vec<crate::config::MockFault>>,
-    /// Access tokens issued by the client-credentials grant, which Graph accepts.
-    pub(crate) app_tokens: Mutex<Vec<String>>,
+    /// Access tokens issued by the client-credentials grant, which Graph
+    /// accepts, and the tenant each is valid in.
+    pub(crate) app_tokens: Mutex<HashMap<String, String>>,
+    /// Graph's view of the users (`/v1.0/users`), changed by tests.
+    pub(crate) directory: Mutex<Vec<crate::graph::DirectoryUser>>,
+    /// Graph `/v1.0/users` answers 429 to this many next calls.
+    pub(crate) throttle: Mutex<(usize, u64)>,
+    /// (tenant, unix time in ms) of every `/v1.0/users` call.
+    pub(crate) users_calls: Mutex<Vec<(String, u128)>>,
     pub(crate) graph_calls: Mutex<usize>,
     /// `jti`s of client assertions already used (single use).
     pub(crate) used_jtis: Mutex<std::collections::HashSet<String>>,

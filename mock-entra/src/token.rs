@@ -123,8 +123,25 @@ fn client_credentials(s: &Inner, f: &Params, tenant: &str) -> Response {
             "AADSTS1002012: The provided value for scope is not valid.",
         );
     }
+    if s.config
+        .unconsented_tenants
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(tenant))
+    {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            &format!(
+                "AADSTS700016: Application with identifier '{}' was not found in the directory '{tenant}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant.",
+                get("client_id").unwrap_or_default()
+            ),
+        );
+    }
     let token = random_token(48);
-    s.app_tokens.lock().expect("lock").push(token.clone());
+    s.app_tokens
+        .lock()
+        .expect("lock")
+        .insert(token.clone(), tenant.to_string());
     axum::Json(json!({ "token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token }))
         .into_response()
 }

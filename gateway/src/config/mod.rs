@@ -115,6 +115,8 @@ pub struct Config {
     pub session: SessionConfig,
     pub identity: Identity,
     pub directory: Directory,
+    /// `directory.sync`: users from Graph into the builtin directory.
+    pub directory_sync: DirectorySync,
     pub routes: Routes,
 }
 
@@ -415,6 +417,14 @@ pub enum Directory {
     Open,
     Builtin,
     Http { lookup_url: Url, create_url: Option<Url> },
+}
+
+/// `directory.sync`: how often the running gateway reads Entra's users into
+/// the builtin directory (`entra-gateway directory sync` runs it by hand).
+#[derive(Debug, Clone)]
+pub struct DirectorySync {
+    pub enabled: bool,
+    pub interval: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -256,9 +256,19 @@ pub struct RawDirectoryHttp {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
+pub struct RawDirectorySync {
+    pub enabled: bool,
+    pub interval: Option<String>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct RawDirectory {
     pub kind: Option<String>,
     pub http: Option<RawDirectoryHttp>,
+    pub sync: Option<RawDirectorySync>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

@@ -191,7 +191,7 @@ pub fn validate(raw: RawConfig, env: Env<'_>) -> Result<Config, Vec<ConfigError>
     let clients = clients(&mut cx, raw.clients);
     let session = session(&mut cx, raw.session);
     let identity = identity(&mut cx, raw.identity, &portals);
-    let directory = directory(&mut cx, raw.directory);
+    let (directory, directory_sync) = directory(&mut cx, raw.directory);
     let routes = routes(&mut cx, raw.routes);
 
     if let Some(e) = &entra
@@ -204,6 +204,20 @@ pub fn validate(raw: RawConfig, env: Env<'_>) -> Result<Config, Vec<ConfigError>
                     "a tenant of its own needs entra.tenant_type: multi",
                 );
             }
+        }
+    }
+    if directory_sync.enabled {
+        if !matches!(directory, Directory::Builtin) {
+            cx.err(
+                "directory.sync.enabled",
+                "only applies to directory.kind: builtin (the records it writes are the builtin directory's)",
+            );
+        }
+        if entra.as_ref().is_some_and(|e| e.credential.is_none()) {
+            cx.err(
+                "directory.sync.enabled",
+                "needs entra.client_secret (or another client credential: client-credentials access to Graph)",
+            );
         }
     }
     if let Some(e) = &entra
@@ -228,6 +242,7 @@ pub fn validate(raw: RawConfig, env: Env<'_>) -> Result<Config, Vec<ConfigError>
             session,
             identity,
             directory,
+            directory_sync,
             routes,
         }),
         _ => Err(cx.errors),
@@ -1015,13 +1030,22 @@ fn client_certificate(cx: &mut Ctx<'_>, r: RawClientCertificate) -> Option<Clien
     })
 }
 
-fn directory(cx: &mut Ctx<'_>, r: RawDirectory) -> Directory {
+fn directory(cx: &mut Ctx<'_>, r: RawDirectory) -> (Directory, DirectorySync) {
     cx.unknown("directory", &r.unknown);
-    let http = r.http;
+    let sync = r.sync.unwrap_or_default();
+    cx.unknown("directory.sync", &sync.unknown);
+    let sync = DirectorySync {
+        enabled: sync.enabled,
+        interval: cx.duration("directory.sync.interval", sync.interval.as_deref(), "6h", 5, 7 * 86400),
+    };
+    (directory_kind(cx, r.kind, r.http), sync)
+}
+
+fn directory_kind(cx: &mut Ctx<'_>, kind: Option<String>, http: Option<RawDirectoryHttp>) -> Directory {
     if let Some(h) = &http {
         cx.unknown("directory.http", &h.unknown);
     }
-    match r.kind.as_deref().unwrap_or("open") {
+    match kind.as_deref().unwrap_or("open") {
         "open" => Directory::Open,
         "builtin" => Directory::Builtin,
         "http" => {
@@ -1202,6 +1226,46 @@ identity: { audience: halo }
         std::fs::write(&empty, "\n").unwrap();
         let e = errors(&format!("  client_secret_file: {empty:?}"), "");
         assert!(has(&e, "is empty"), "{e:?}");
+    }
+
+    #[test]
+    fn directory_sync_rules() {
+        let ok = "directory: { kind: builtin, sync: { enabled: true, interval: 30m } }";
+        assert_eq!(errors("  client_secret: s", ok), Vec::<String>::new());
+        let c = Config::from_yaml(&format!(
+            "{BASE}\nentra:\n  tenant_id: \"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa\"\n  client_id: \"11111111-1111-4111-8111-111111111111\"\n  client_secret: s\n{ok}"
+        ))
+        .unwrap();
+        assert!(c.directory_sync.enabled);
+        assert_eq!(c.directory_sync.interval, std::time::Duration::from_secs(1800));
+        // Off by default, every 6h when turned on without an interval.
+        let c = Config::from_yaml(&format!(
+            "{BASE}\nentra:\n  tenant_id: \"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa\"\n  client_id: \"11111111-1111-4111-8111-111111111111\"\n"
+        ))
+        .unwrap();
+        assert!(!c.directory_sync.enabled);
+        assert_eq!(c.directory_sync.interval, std::time::Duration::from_secs(6 * 3600));
+        let e = errors("", ok);
+        assert!(has(&e, "directory.sync.enabled: needs entra.client_secret"), "{e:?}");
+        let e = errors(
+            "  client_secret: s",
+            "directory: { kind: open, sync: { enabled: true } }",
+        );
+        assert!(
+            has(&e, "directory.sync.enabled: only applies to directory.kind: builtin"),
+            "{e:?}"
+        );
+        let e = errors(
+            "  client_secret: s",
+            "directory: { kind: builtin, sync: { interval: 1s, color: red } }",
+        );
+        assert!(has(&e, "directory.sync.interval"), "{e:?}");
+        assert!(has(&e, "directory.sync.color"), "{e:?}");
+        // Off, the interval is still checked but no credential is needed.
+        assert_eq!(
+            errors("", "directory: { kind: builtin, sync: { enabled: false } }"),
+            Vec::<String>::new()
+        );
     }
 
     #[test]

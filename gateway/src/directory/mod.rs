@@ -4,7 +4,8 @@
 //!
 //! - [`builtin::BuiltinDirectory`]: records the gateway keeps ([`records`]:
 //!   Redis hashes beside the sessions, or memory), filled by
-//!   `entra-gateway directory import` ([`import`]).
+//!   `entra-gateway directory import` ([`import`]) and from Entra by
+//!   `directory sync` ([`sync`]).
 //! - [`http::HttpDirectory`]: the app answers lookups and creates users itself.
 
 pub mod builtin;
@@ -12,6 +13,7 @@ pub mod http;
 pub mod import;
 pub mod records;
 pub mod redis_records;
+pub mod sync;
 
 use async_trait::async_trait;
 use policy::matching::Candidate;

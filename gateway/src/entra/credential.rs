@@ -123,9 +123,20 @@ struct ErrorResponse {
 /// An app-only access token for `resource` (`https://graph.microsoft.com`),
 /// from the home tenant's token endpoint.
 pub async fn app_token(http: &reqwest::Client, c: &Config, resource: &str) -> Result<String, TokenError> {
+    app_token_in(http, c, resource, &c.entra.tenant_id).await
+}
+
+/// An app-only access token valid in `tenant` (a CSP customer's, once its
+/// administrator consented to the app; Entra refuses it otherwise).
+pub async fn app_token_in(
+    http: &reqwest::Client,
+    c: &Config,
+    resource: &str,
+    tenant: &policy::TenantId,
+) -> Result<String, TokenError> {
     let e = &c.entra;
     let cred = e.credential.as_ref().ok_or(TokenError::NoCredential)?;
-    let url = format!("{}/{}/oauth2/v2.0/token", e.authority_host, e.tenant_id);
+    let url = format!("{}/{}/oauth2/v2.0/token", e.authority_host, tenant);
     let scope = format!("{resource}/.default");
     let body: String = form_urlencoded::Serializer::new(String::new())
         .extend_pairs([

@@ -5,6 +5,7 @@ pub mod cloud;
 pub mod credential;
 pub mod csp;
 pub mod discovery;
+pub mod graph_users;
 pub mod jwks;
 pub mod tenants;
 pub mod token;

@@ -8,6 +8,7 @@ mod browser;
 mod credentials;
 mod directory;
 mod directory_errors;
+mod directory_sync;
 mod edge;
 mod instances;
 mod keys_and_secrets;
