@@ -27,6 +27,8 @@ pub struct App {
     /// None with `directory.kind: open` (no matching: the user is `<tid>:<oid>`).
     pub directory: Option<Arc<dyn crate::directory::Directory>>,
     pub login_limits: crate::auth::limits::LoginLimits,
+    /// Second-factor enrolments and attempts (shared through the store).
+    pub factors: crate::two_factor::Factors,
     /// Per portal, its session and local-account cookie names, without and
     /// with `Secure` (`__Host-`): looked up on every request, built once.
     cookie_names: Vec<[(String, String); 2]>,
@@ -78,6 +80,7 @@ impl App {
                 config.server.max_pending_logins,
                 crate::auth::login::LOGIN_TTL,
             ),
+            factors: crate::two_factor::Factors::new(&config.two_factor, store.clone()),
             assertions,
             config,
             store,

@@ -21,6 +21,7 @@ pub mod registration;
 pub mod respond;
 pub mod server;
 pub mod session;
+pub mod two_factor;
 
 #[cfg(test)]
 mod properties;

@@ -21,6 +21,7 @@ pub struct Metrics {
     pub bad_requests: IntCounterVec,
     pub csp_syncs: IntCounterVec,
     pub csp_tenants: IntGauge,
+    pub two_factor: IntCounterVec,
 }
 
 fn build() -> Metrics {
@@ -110,6 +111,13 @@ fn build() -> Metrics {
         .expect("register"),
         csp_tenants: register_int_gauge!("entra_gateway_csp_tenants", "Tenants allowed through the CSP sync")
             .expect("register"),
+        two_factor: register_int_counter_vec!(
+            "entra_gateway_two_factor_total",
+            "Second-factor outcomes (enrolled, verified, recovery_code, remembered, bypassed, wrong_code, \
+             replayed_code, locked_out, bad_csrf)",
+            &["result"]
+        )
+        .expect("register"),
     }
 }
 

@@ -1,10 +1,14 @@
 //! The assertion of each session, signed at most once per lifetime: the
-//! signature is cached per session (the JWT itself is rebuilt from the
-//! session, see [`AssertionSigner::render`]).
+//! signature is cached per session and second-factor state (the JWT itself
+//! is rebuilt from the session, see [`AssertionSigner::render`]). `mfa` is
+//! the one claim that changes while a session lives (`pending` → `totp`):
+//! keyed by it, a signature made before the change can never be paired with
+//! the claims after it, on this instance or any other.
 
 use super::signer::{AssertionSigner, Signed};
 use crate::session::sessions::SessionDerived;
 use crate::session::{Session, SessionKey, now_unix};
+use policy::two_factor::Mfa;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -14,7 +18,7 @@ const ASSERTION_CACHE_MAX: usize = 100_000;
 
 pub struct Assertions {
     pub signer: AssertionSigner,
-    cache: Mutex<HashMap<SessionKey, Signed>>,
+    cache: Mutex<HashMap<(SessionKey, Mfa), Signed>>,
 }
 
 impl Assertions {
@@ -25,7 +29,7 @@ impl Assertions {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionKey, Signed>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(SessionKey, Mfa), Signed>> {
         // Every operation is a single insert/remove/clear: poison is harmless.
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -35,7 +39,7 @@ impl Assertions {
         let now = now_unix();
         let cached = self
             .lock()
-            .get(id)
+            .get(&(*id, s.mfa))
             .filter(|a| a.exp - now > RESIGN_MARGIN_SECS)
             .copied();
         let signed = match cached {
@@ -53,7 +57,7 @@ impl Assertions {
                     // Crude but bounded: everything is re-signable on demand.
                     cache.clear();
                 }
-                cache.insert(*id, a);
+                cache.insert((*id, s.mfa), a);
                 a
             }
         };
@@ -75,7 +79,10 @@ impl Assertions {
 
 impl SessionDerived for Assertions {
     fn forget(&self, id: &SessionKey) {
-        self.lock().remove(id);
+        let mut cache = self.lock();
+        for mfa in [Mfa::None, Mfa::Pending, Mfa::Totp, Mfa::Remembered, Mfa::Bypassed] {
+            cache.remove(&(*id, mfa));
+        }
     }
 
     fn forget_all(&self) {

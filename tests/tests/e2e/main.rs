@@ -20,3 +20,4 @@ mod signin;
 mod startup;
 mod token_rules;
 mod topologies;
+mod two_factor;
