@@ -69,7 +69,8 @@ pub async fn refresh_pending(app: &App, id: &SessionKey, s: Arc<Session>) -> Arc
 
 pub async fn handle(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Resp {
     let portal = app.portal(cx.portal);
-    let nav = is_navigation(req);
+    // The page's own form posts are answered with pages too.
+    let nav = is_navigation(req) || req.method() == Method::POST;
     let p = params(req);
     let rd = policy::paths::safe_return_path(param(&p, "rd"), &portal.path("/"));
     if !app.config.two_factor.enabled() {
