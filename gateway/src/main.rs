@@ -512,7 +512,7 @@ fn directory_list(arg: &ConfigArg) -> ExitCode {
             None => "-".to_string(),
         };
         println!(
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             r.key,
             r.kind.as_str(),
             cell(&r.email),
@@ -520,7 +520,8 @@ fn directory_list(arg: &ConfigArg) -> ExitCode {
             cell(&r.oid),
             cell(&r.name),
             cell(&r.client),
-            r.disabled
+            r.disabled,
+            r.two_factor
         );
     }
     ExitCode::SUCCESS

@@ -243,7 +243,7 @@ async fn create_session(
     let now = now_unix();
     let life = policy::lifetime::lifetimes(&app.config.sso.lifetime_settings(cfg), record.remember_me);
     let (remember, idle, absolute) = (life.remember, life.idle_secs, life.absolute_secs);
-    let mfa = second_factor_at_sign_in(app, req, cx, &who.user_key, now).await?;
+    let mfa = second_factor_at_sign_in(app, req, cx, who, now).await?;
     let session = Session {
         portal: portal.name.clone(),
         portal_kind: portal.kind,
@@ -309,13 +309,14 @@ async fn second_factor_at_sign_in(
     app: &App,
     req: &Request<Bytes>,
     cx: &RequestContext,
-    user: &str,
+    who: &super::matching::Resolved,
     now: i64,
 ) -> Result<policy::two_factor::Mfa, Reason> {
+    let user = who.user_key.as_str();
     use policy::two_factor::{Mfa, at_sign_in};
     let tf = &app.config.two_factor;
     let portal = &app.portal(cx.portal).name;
-    if !tf.applies_to(user, false) {
+    if !tf.applies_to(user, who.two_factor) {
         return Ok(Mfa::None);
     }
     let cookie = policy::cookies::two_factor_cookie_name(&app.config.session.cookie_name, cx.secure_cookies);

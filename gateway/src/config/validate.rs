@@ -189,7 +189,9 @@ pub fn validate(raw: RawConfig, env: Env<'_>) -> Result<Config, Vec<ConfigError>
     let upstream = upstream(&mut cx, raw.upstream);
     let entra = entra(&mut cx, raw.entra);
     let sso = sso(&mut cx, raw.sso);
-    let two_factor = two_factor(&mut cx, raw.two_factor);
+    // Records of a builtin or http directory can carry a `two_factor` flag.
+    let records_flag = raw.directory.kind.as_deref().is_some_and(|k| k != "open");
+    let two_factor = two_factor(&mut cx, raw.two_factor, records_flag);
     let portals = portals(&mut cx, raw.portals, server.insecure_dev_cookies);
     let clients = clients(&mut cx, raw.clients);
     let session = session(&mut cx, raw.session);
@@ -599,7 +601,7 @@ fn sso(cx: &mut Ctx<'_>, r: RawSso) -> Sso {
     }
 }
 
-fn two_factor(cx: &mut Ctx<'_>, r: RawTwoFactor) -> TwoFactor {
+fn two_factor(cx: &mut Ctx<'_>, r: RawTwoFactor, records_flag: bool) -> TwoFactor {
     cx.unknown("two_factor", &r.unknown);
     let required_for = match r.required_for.as_deref().unwrap_or("nobody") {
         "nobody" => TwoFactorRequired::Nobody,
@@ -613,10 +615,10 @@ fn two_factor(cx: &mut Ctx<'_>, r: RawTwoFactor) -> TwoFactor {
             TwoFactorRequired::Nobody
         }
     };
-    if required_for == TwoFactorRequired::Listed && r.listed_users.is_empty() {
+    if required_for == TwoFactorRequired::Listed && r.listed_users.is_empty() && !records_flag {
         cx.err(
             "two_factor.listed_users",
-            "required_for: listed needs at least one user",
+            "required_for: listed needs at least one user (or a builtin/http directory whose records carry two_factor)",
         );
     }
     if !(1..=365).contains(&r.dont_ask_again_days) {

@@ -380,3 +380,36 @@ async fn without_2fa_the_assertion_says_none() {
     // The page is harmless when 2FA is off.
     assert_eq!(b.get("/auth/2fa?rd=%2Ftickets").await.location(), Some("/tickets"));
 }
+
+/// `listed` through the directory: a record flagged `two_factor` takes the
+/// step, the others do not.
+#[tokio::test(flavor = "multi_thread")]
+async fn listed_by_a_directory_record_flag() {
+    let redis = RedisServer::start();
+    let h = Harness::start(Options {
+        redis_url: Some(redis.url()),
+        ..options(json!({ "required_for": "listed" }))
+            .patch(json!({"sso": {"match_by": "unique_id"}, "directory": {"kind": "builtin"}}))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users.csv");
+    std::fs::write(
+        &file,
+        format!(
+            "key,kind,tid,oid,two_factor\n\
+             agent-alice,agent,{TENANT},a11ce000-0000-4000-8000-000000000001,yes\n\
+             agent-zoe,agent,{TENANT},20e00000-0000-4000-8000-000000000003,no\n"
+        ),
+    )
+    .unwrap();
+    let out = h.command(&["directory", "import", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let z = h.signed_in(ZOE).await;
+    assert_eq!(mfa(&z).await, "none");
+    let a = h.browser();
+    signed_in_pending(&h, &a, "alice@contoso.example").await;
+    enrol(&a, false).await;
+    assert_eq!(mfa(&a).await, "totp");
+    assert_eq!(a.whoami().await.json()["headers"]["x-auth-user"], "agent-alice");
+}
