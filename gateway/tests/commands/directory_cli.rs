@@ -265,7 +265,7 @@ fn a_directory_in_the_previous_layout_is_moved_into_the_hashes() {
     let list = stdout_ok(&run(&["directory", "list"], &cfg));
     assert_eq!(
         list.lines().nth(1),
-        Some(format!("ann\tagent\tann@contoso.com\t{T1}\tA-OID\tAnn\t-\tfalse").as_str()),
+        Some(format!("ann\tagent\tann@contoso.com\t{T1}\tA-OID\tAnn\t-\tfalse\tfalse").as_str()),
         "{list}"
     );
     assert_eq!(list.lines().count(), 2, "{list}");
