@@ -31,6 +31,8 @@ pub struct App {
     pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
     /// `directory.sync`: what this instance's last run achieved (readiness).
     pub directory_sync: Arc<crate::directory::sync::SyncState>,
+    /// Second-factor enrolments and attempts (shared through the store).
+    pub factors: crate::two_factor::Factors,
     /// Per portal, its session and local-account cookie names, without and
     /// with `Secure` (`__Host-`): looked up on every request, built once.
     cookie_names: Vec<[(String, String); 2]>,
@@ -74,6 +76,7 @@ impl App {
                 crate::auth::login::LOGIN_TTL,
             )),
             lifecycle: Arc::new(crate::lifecycle::Lifecycle::default()),
+            factors: crate::two_factor::Factors::new(&config.two_factor, store.clone()),
             assertions,
             config,
             store,
@@ -100,6 +103,8 @@ impl App {
             login_limits: self.login_limits.clone(),
             lifecycle: self.lifecycle.clone(),
             directory_sync: self.directory_sync.clone(),
+            // Its settings may have changed; enrolments live in the store.
+            factors: crate::two_factor::Factors::new(&config.two_factor, self.store.clone()),
             assertions: self.assertions.clone(),
             store: self.store.clone(),
             http: self.http.clone(),

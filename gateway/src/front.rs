@@ -17,6 +17,7 @@ use policy::Reason;
 use policy::access::{AccessFacts, Outcome, SessionState, decide};
 use policy::cookies::cookies_secure;
 use policy::route::{Fixed, PortalRequest, RequestFacts, Route, classify};
+use policy::two_factor::Mfa;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -139,20 +140,34 @@ pub async fn access(app: &App, req: &Parts, cx: &RequestContext, public: bool) -
     let nav = auth::navigation(&req.method, &req.headers);
     let mut identity = None;
     let mut local_account = false;
+    let mut pending = false;
     if cx.sso {
         let (name, local) = app.cookie_names(cx.portal, cx.secure_cookies);
         local_account = respond::cookie_value(&req.headers, local).is_some();
         if let Some(value) = respond::cookie_value(&req.headers, name) {
             match app.sessions.for_cookie(value, portal, cx.client_name(app)).await {
                 Ok(Some((id, mut s))) => {
-                    let jwt = if s.new_user {
-                        app.assertion_for_new_user(&id, &mut s).await
+                    let mut mfa = auth::two_factor::effective(app, &s);
+                    if mfa == Mfa::Pending {
+                        s = auth::two_factor::refresh_pending(app, &id, s).await;
+                        mfa = auth::two_factor::effective(app, &s);
+                    }
+                    if mfa == Mfa::Pending {
+                        pending = true;
                     } else {
-                        app.assertions.for_session(&id, &s)
-                    };
-                    identity = jwt
-                        .and_then(|jwt| http::HeaderValue::from_maybe_shared(bytes::Bytes::from(jwt)).ok())
-                        .map(|assertion| Identity { assertion, session: s });
+                        if mfa != s.mfa {
+                            // A session from before 2FA applied, under bypass_with_sso.
+                            Arc::make_mut(&mut s).mfa = mfa;
+                        }
+                        let jwt = if s.new_user {
+                            app.assertion_for_new_user(&id, &mut s).await
+                        } else {
+                            app.assertions.for_session(&id, &s)
+                        };
+                        identity = jwt
+                            .and_then(|jwt| http::HeaderValue::from_maybe_shared(bytes::Bytes::from(jwt)).ok())
+                            .map(|assertion| Identity { assertion, session: s });
+                    }
                 }
                 Ok(None) => {}
                 Err(_) => {
@@ -169,6 +184,8 @@ pub async fn access(app: &App, req: &Parts, cx: &RequestContext, public: bool) -
         public,
         session: if identity.is_some() {
             SessionState::Valid
+        } else if pending {
+            SessionState::Pending2fa
         } else {
             SessionState::None
         },
@@ -191,6 +208,10 @@ pub async fn access(app: &App, req: &Parts, cx: &RequestContext, public: bool) -
             Verdict::Respond(outcome, resp)
         }
         policy::access::Access::Unauthorized => Verdict::Respond(outcome, respond::unauthorized(portal)),
+        policy::access::Access::SecondFactor { navigation } => {
+            let rd = req.uri.path_and_query().map(|p| p.as_str());
+            Verdict::Respond(outcome, auth::two_factor::required(portal, rd, navigation))
+        }
     }
 }
 

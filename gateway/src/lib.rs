@@ -24,6 +24,7 @@ pub mod reload;
 pub mod respond;
 pub mod server;
 pub mod session;
+pub mod two_factor;
 pub mod upstream;
 
 #[cfg(test)]

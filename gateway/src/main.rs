@@ -79,6 +79,11 @@ enum Command {
         #[command(subcommand)]
         command: SessionsCommand,
     },
+    /// The second factor (TOTP) of users, for support desks.
+    TwoFactor {
+        #[command(subcommand)]
+        command: TwoFactorCommand,
+    },
     /// Allowed tenants.
     Tenants {
         #[command(subcommand)]
@@ -130,6 +135,25 @@ enum SessionsCommand {
         user: Option<String>,
         #[arg(long)]
         sid: Option<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum TwoFactorCommand {
+    /// Void a user's enrolment and remembered browsers: the next sign-in enrols anew.
+    Reset {
+        /// The directory key (X-Auth-User) of the user.
+        #[arg(long)]
+        user: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Whether a user is enrolled, recovery codes left, lockout.
+    Status {
+        #[arg(long)]
+        user: String,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -298,6 +322,20 @@ fn revoke(arg: &ConfigArg, user: Option<&str>, sid: Option<&str>) -> ExitCode {
     }
 }
 
+fn two_factor(arg: &ConfigArg, user: &str, cmd: server::TwoFactorCommand) -> ExitCode {
+    let c = match load(arg) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match server::two_factor(c, user, cmd) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => start_error(e),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
@@ -331,6 +369,12 @@ fn main() -> ExitCode {
         Command::Sessions {
             command: SessionsCommand::Revoke { user, sid, config },
         } => revoke(&config, user.as_deref(), sid.as_deref()),
+        Command::TwoFactor {
+            command: TwoFactorCommand::Reset { user, config },
+        } => two_factor(&config, &user, server::TwoFactorCommand::Reset),
+        Command::TwoFactor {
+            command: TwoFactorCommand::Status { user, config },
+        } => two_factor(&config, &user, server::TwoFactorCommand::Status),
         Command::Tenants {
             command: TenantsCommand::Sync(arg),
         } => tenants_sync(&arg),
@@ -506,7 +550,7 @@ fn directory_list(arg: &ConfigArg) -> ExitCode {
             None => "-".to_string(),
         };
         println!(
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             r.key,
             r.kind.as_str(),
             cell(&r.email),
@@ -514,7 +558,8 @@ fn directory_list(arg: &ConfigArg) -> ExitCode {
             cell(&r.oid),
             cell(&r.name),
             cell(&r.client),
-            r.disabled
+            r.disabled,
+            r.two_factor
         );
     }
     ExitCode::SUCCESS

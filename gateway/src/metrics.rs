@@ -32,6 +32,7 @@ pub struct Metrics {
     pub directory_syncs: IntCounterVec,
     pub directory_sync_users: IntCounterVec,
     pub directory_sync_last_success: IntGauge,
+    pub two_factor: IntCounterVec,
 }
 
 fn build() -> Metrics {
@@ -171,6 +172,13 @@ fn build() -> Metrics {
         directory_sync_last_success: register_int_gauge!(
             "entra_gateway_directory_sync_last_success_timestamp_seconds",
             "Unix time of this instance's last successful directory sync"
+        )
+        .expect("register"),
+        two_factor: register_int_counter_vec!(
+            "entra_gateway_two_factor_total",
+            "Second-factor outcomes (enrolled, verified, recovery_code, remembered, bypassed, wrong_code, \
+             replayed_code, locked_out, bad_csrf)",
+            &["result"]
         )
         .expect("register"),
     }

@@ -2,7 +2,7 @@
 //! control runtime, then Pingora's own server, which owns `main`'s thread.
 
 use crate::app::App;
-use crate::config::{Config, StoreConfig, TwoFactorRequired};
+use crate::config::{Config, StoreConfig};
 use crate::directory::builtin::BuiltinDirectory;
 use crate::directory::records::{MemoryRecords, RecordStore};
 use crate::directory::sync::{self, SyncOptions, SyncReport, SyncTenant};
@@ -37,12 +37,9 @@ pub enum StartError {
 /// Settings accepted by the configuration whose feature this build does not
 /// have yet. Running with them would silently weaken what the operator asked
 /// for, so `run` refuses instead (check-config only reports them).
-pub fn unsupported_settings(c: &Config) -> Vec<String> {
-    let mut v = Vec::new();
-    if c.two_factor.required_for != TwoFactorRequired::Nobody {
-        v.push("two_factor.required_for other than nobody".to_string());
-    }
-    v
+pub fn unsupported_settings(_c: &Config) -> Vec<String> {
+    // None today (two_factor.required_for was the last, until 2FA landed).
+    Vec::new()
 }
 
 /// The control runtime: start-up and background work. Connections made here
@@ -411,6 +408,64 @@ pub fn revoke_sessions(config: Config, user: Option<&str>, sid: Option<&str>) ->
             store.publish_revocation(id).await.map_err(store_err)?;
         }
         Ok(ids.len())
+    })
+}
+
+/// What `two-factor reset` and `two-factor status` do to a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TwoFactorCommand {
+    Reset,
+    Status,
+}
+
+/// `entra-gateway two-factor reset|status --user KEY`: the user's record in
+/// the shared store. Reset voids the enrolment and every remembered browser
+/// (the next sign-in enrols anew); status prints it, never a secret.
+pub fn two_factor(config: Config, user: &str, cmd: TwoFactorCommand) -> Result<String, StartError> {
+    if matches!(config.session.store, StoreConfig::Memory) {
+        return Err(StartError::Unsupported(
+            "session.store: memory lives inside the running gateway; two-factor records are shared only with \
+             session.store: redis"
+                .into(),
+        ));
+    }
+    let rt = control_runtime()?;
+    rt.block_on(async {
+        let store = connect_store(&config).await?;
+        let factors = crate::two_factor::Factors::new(&config.two_factor, store);
+        let err = |e: crate::two_factor::FactorError| StartError::Store(e.to_string());
+        match cmd {
+            TwoFactorCommand::Reset => {
+                let generation = factors.reset(user).await.map_err(err)?;
+                tracing::info!(event = "two_factor", result = "reset", user, generation);
+                Ok(format!(
+                    "two-factor reset for {user}: enrolment and remembered browsers void; the next sign-in enrols anew"
+                ))
+            }
+            TwoFactorCommand::Status => {
+                let r = factors.record(user).await.map_err(err)?;
+                let now = crate::session::now_unix();
+                let lock = r
+                    .attempts()
+                    .locked(now)
+                    .map(|s| format!("locked for {s}s"))
+                    .unwrap_or("no".into());
+                Ok(format!(
+                    "user:            {user}\nrequired:        {}\nenrolled:        {}\nenrolled at:     {}\n\
+                     recovery codes:  {} left\nfailed attempts: {}\nlocked:          {lock}\nresets:          {}",
+                    if config.two_factor.applies_to(user, false) {
+                        "yes"
+                    } else {
+                        "by configuration: no"
+                    },
+                    if r.enrolled { "yes" } else { "no" },
+                    r.enrolled_at.map(|t| t.to_string()).unwrap_or("-".into()),
+                    r.recovery.len(),
+                    r.failures,
+                    r.generation,
+                ))
+            }
+        }
     })
 }
 

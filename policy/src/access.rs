@@ -57,6 +57,9 @@ pub enum SessionState {
     None,
     /// A live session of this portal (and client).
     Valid,
+    /// A live session whose second factor is still owed: never more
+    /// privileged than no session (the public paths, and the 2FA page).
+    Pending2fa,
 }
 
 /// Everything the access decision depends on.
@@ -93,6 +96,9 @@ pub enum Access {
     StartLogin { auto_redirect: bool },
     /// 401 JSON.
     Unauthorized,
+    /// Send the browser to the 2FA page (a navigation) or answer 401 JSON
+    /// naming it (anything else).
+    SecondFactor { navigation: bool },
 }
 
 pub fn decide(f: &AccessFacts) -> Access {
@@ -105,6 +111,13 @@ pub fn decide(f: &AccessFacts) -> Access {
     }
     if !f.sso {
         return Access::Transparent(Bypass::SsoOff);
+    }
+    // Signed in with Entra but the second factor is owed: neither identity
+    // nor the local-account way round it.
+    if f.session == SessionState::Pending2fa {
+        return Access::SecondFactor {
+            navigation: f.navigation,
+        };
     }
     // "Use a local account": the app's own login, until an SSO sign-in.
     if f.local_account {
@@ -136,6 +149,8 @@ pub enum Outcome {
     Transparent,
     Login,
     Unauthorized,
+    /// Sent to the second factor (redirect or 401).
+    TwoFactor,
     StoreUnavailable,
     /// Forwarded, but the upstream failed.
     UpstreamError,
@@ -143,7 +158,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, each at its own discriminant (see the test).
-    pub const ALL: [Outcome; 13] = [
+    pub const ALL: [Outcome; 14] = [
         Outcome::Error,
         Outcome::BadRequest,
         Outcome::Gateway,
@@ -155,6 +170,7 @@ impl Outcome {
         Outcome::Transparent,
         Outcome::Login,
         Outcome::Unauthorized,
+        Outcome::TwoFactor,
         Outcome::StoreUnavailable,
         Outcome::UpstreamError,
     ];
@@ -172,6 +188,7 @@ impl Outcome {
             Outcome::Transparent => "transparent",
             Outcome::Login => "login",
             Outcome::Unauthorized => "unauthorized",
+            Outcome::TwoFactor => "two_factor",
             Outcome::StoreUnavailable => "store_unavailable",
             Outcome::UpstreamError => "upstream_error",
         }
@@ -195,6 +212,7 @@ impl From<Access> for Outcome {
             Access::Transparent(Bypass::LocalAccount) => Outcome::LocalAccount,
             Access::StartLogin { .. } => Outcome::Login,
             Access::Unauthorized => Outcome::Unauthorized,
+            Access::SecondFactor { .. } => Outcome::TwoFactor,
         }
     }
 }
@@ -250,7 +268,7 @@ mod tests {
     #[test]
     fn decision_table() {
         use Access::*;
-        use SessionState::{None as NoSession, Valid};
+        use SessionState::{None as NoSession, Pending2fa, Valid};
         let f = |sso, public, session, local_account, navigation| AccessFacts {
             sso,
             public,
@@ -280,6 +298,23 @@ mod tests {
             (f(true, true, NoSession, true, false), Transparent(Bypass::Public)),
             // ...until it signs in with SSO: then identity goes with it.
             (f(true, false, Valid, true, true), Forward),
+            // Second factor owed: the 2FA page or a 401 naming it, never the
+            // app with identity, nor the local-account way round it...
+            (
+                f(true, false, Pending2fa, false, true),
+                SecondFactor { navigation: true },
+            ),
+            (
+                f(true, false, Pending2fa, false, false),
+                SecondFactor { navigation: false },
+            ),
+            (
+                f(true, false, Pending2fa, true, true),
+                SecondFactor { navigation: true },
+            ),
+            // ...but public paths stay public, and SSO off is SSO off.
+            (f(true, true, Pending2fa, false, true), Transparent(Bypass::Public)),
+            (f(false, false, Pending2fa, false, true), Transparent(Bypass::SsoOff)),
         ];
         for (facts, want) in cases {
             assert_eq!(decide(&facts), want, "{facts:?}");
@@ -308,6 +343,11 @@ mod tests {
             "login"
         );
         assert!(Outcome::Forwarded.is_proxied() && !Outcome::Login.is_proxied());
+        assert_eq!(
+            Outcome::from(Access::SecondFactor { navigation: true }).label(),
+            "two_factor"
+        );
+        assert!(!Outcome::TwoFactor.is_proxied());
     }
 
     #[test]

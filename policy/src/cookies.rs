@@ -34,6 +34,12 @@ pub fn local_cookie_name(base: &str, portal: &str, secure: bool) -> String {
     prefixed(&format!("{base}_local_{portal}"), secure)
 }
 
+/// The "don't ask again" cookie of the second factor: one per browser (not
+/// per portal), naming the user it was issued to.
+pub fn two_factor_cookie_name(base: &str, secure: bool) -> String {
+    prefixed(&format!("{base}_2fa"), secure)
+}
+
 /// Whether a cookie name is one of the gateway's own (never forwarded).
 pub fn is_gateway_cookie(name: &str, base: &str) -> bool {
     let bare = name.strip_prefix("__Host-").unwrap_or(name);

@@ -21,6 +21,7 @@ pub mod route;
 pub mod signin;
 pub mod state;
 pub mod tenants;
+pub mod two_factor;
 
 pub use ids::{ClientId, GuidError, PortalKind, TenantId};
 pub use reason::Reason;

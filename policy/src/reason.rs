@@ -65,6 +65,11 @@ pub enum Reason {
     LoginRateLimited,
     /// Too many sign-ins pending on this instance.
     TooManyPendingLogins,
+    /// Signed in, but the second factor is still owed (XHR/API: 401 naming
+    /// the 2FA page).
+    TwoFactorRequired,
+    /// Too many wrong second-factor codes from this user or address.
+    TwoFactorLocked,
 }
 
 impl Reason {
@@ -118,6 +123,8 @@ impl Reason {
             TokenInQuery => "token_in_query",
             LoginRateLimited => "login_rate_limited",
             TooManyPendingLogins => "too_many_pending_logins",
+            TwoFactorRequired => "two_factor_required",
+            TwoFactorLocked => "two_factor_locked",
         }
     }
 
@@ -125,8 +132,8 @@ impl Reason {
     pub fn status(self) -> u16 {
         use Reason::*;
         match self {
-            NoSession => 401,
-            LoginRateLimited | TooManyPendingLogins => 429,
+            NoSession | TwoFactorRequired => 401,
+            LoginRateLimited | TooManyPendingLogins | TwoFactorLocked => 429,
             TenantNotAllowed | CsrfMismatch | CrossSite | NotSetUp | AccountDisabled | PortalNotAllowed
             | EmailNotVerified | BoundToAnother | RecordWithoutOid => 403,
             NoPortal => 421,
@@ -189,6 +196,8 @@ impl Reason {
             }
             LoginRateLimited => "Too many sign-ins were started from your network. Please wait a moment and try again.",
             TooManyPendingLogins => "Too many sign-ins are in progress right now. Please wait a moment and try again.",
+            TwoFactorRequired => "Your sign-in needs its second step: a code from your authenticator app.",
+            TwoFactorLocked => "Too many wrong codes were entered. Please wait before trying again.",
         }
     }
 }

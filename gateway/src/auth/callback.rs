@@ -246,6 +246,7 @@ async fn create_session(
     let now = now_unix();
     let life = policy::lifetime::lifetimes(&app.config.sso.lifetime_settings(cfg), record.remember_me);
     let (remember, idle, absolute) = (life.remember, life.idle_secs, life.absolute_secs);
+    let mfa = second_factor_at_sign_in(app, req, cx, who, now).await?;
     let session = Session {
         portal: portal.name.clone(),
         portal_kind: portal.kind,
@@ -266,6 +267,7 @@ async fn create_session(
         remember_me: remember,
         csrf: random_token(24),
         new_user: who.new_user,
+        mfa,
     };
     // A fresh id at every sign-in; the browser's previous session at this
     // portal, if any, ends here.
@@ -301,4 +303,41 @@ async fn create_session(
         respond::add_cookie(&mut resp, &respond::expired_cookie(local, cx.secure_cookies));
     }
     Ok(resp)
+}
+
+/// Where a new session starts with the second factor: not applicable,
+/// bypassed by the Entra sign-in (`bypass_with_sso`), skipped by this user's
+/// valid "don't ask again" cookie, or pending (the 2FA page comes next).
+async fn second_factor_at_sign_in(
+    app: &App,
+    req: &Request<Bytes>,
+    cx: &RequestContext,
+    who: &super::matching::Resolved,
+    now: i64,
+) -> Result<policy::two_factor::Mfa, Reason> {
+    let user = who.user_key.as_str();
+    use policy::two_factor::{Mfa, at_sign_in};
+    let tf = &app.config.two_factor;
+    let portal = &app.portal(cx.portal).name;
+    if !tf.applies_to(user, who.two_factor) {
+        return Ok(Mfa::None);
+    }
+    let cookie = policy::cookies::two_factor_cookie_name(&app.config.session.cookie_name, cx.secure_cookies);
+    let remembered = match respond::cookie_value(req.headers(), &cookie) {
+        Some(value) if tf.dont_ask_again && !tf.bypass_with_sso => {
+            let rec = app.factors.record(user).await.map_err(|e| {
+                tracing::error!(event = "two_factor", result = "store_error", error = %e);
+                Reason::StoreUnavailable
+            })?;
+            rec.enrolled && app.factors.remembered(value, user, rec.generation, now)
+        }
+        _ => false,
+    };
+    let mfa = at_sign_in(true, tf.bypass_with_sso, remembered);
+    match mfa {
+        Mfa::Bypassed => crate::two_factor::outcome("bypassed", portal, user),
+        Mfa::Remembered => crate::two_factor::outcome("remembered", portal, user),
+        _ => crate::two_factor::outcome("required", portal, user),
+    }
+    Ok(mfa)
 }

@@ -13,6 +13,8 @@ use policy::{PortalKind, Reason};
 pub struct Resolved {
     pub user_key: String,
     pub new_user: bool,
+    /// The record is flagged for the second factor (`two_factor.required_for: listed`).
+    pub two_factor: bool,
 }
 
 /// Lookups only fail when the directory cannot answer.
@@ -43,6 +45,7 @@ pub async fn resolve(
         return Ok(Resolved {
             user_key: format!("{}:{}", id.tid, id.oid),
             new_user: false,
+            two_factor: false,
         });
     };
     resolve_in(app, dir, portal, id, login).await
@@ -85,9 +88,15 @@ async fn resolve_in(
                 // From now on the record follows (tid, oid), whatever the email.
                 dir.bind(&key, tid, &id.oid).await.map_err(refused)?;
             }
+            let two_factor = [&by_id, &by_email]
+                .into_iter()
+                .flatten()
+                .find(|r| r.key == key)
+                .is_some_and(|r| r.two_factor);
             Ok(Resolved {
                 user_key: key,
                 new_user: false,
+                two_factor,
             })
         }
         MatchDecision::Unmatched if may_auto_create(app.config.sso.auto_create_unmatched_users, multi, portal) => {
@@ -100,6 +109,7 @@ async fn resolve_in(
                 name: id.name.clone(),
                 client: login.client.clone(),
                 disabled: false,
+                two_factor: false,
             };
             // e.g. the email already belongs to a record bound elsewhere
             // (bound_to_another), or nowhere to create it (not_set_up).
@@ -108,6 +118,7 @@ async fn resolve_in(
             Ok(Resolved {
                 user_key: created.key,
                 new_user: true,
+                two_factor: created.two_factor,
             })
         }
         MatchDecision::Unmatched => Err(Reason::NotSetUp),

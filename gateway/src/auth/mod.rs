@@ -10,6 +10,7 @@ pub mod logout;
 pub mod matching;
 #[cfg(test)]
 mod tests;
+pub mod two_factor;
 
 use crate::app::App;
 use crate::respond::{self, Resp};
@@ -143,12 +144,21 @@ pub async fn handle(app: &App, req: Request<Bytes>, cx: &RequestContext) -> Resp
         }
         (Method::GET | Method::POST, "/auth/account/azureresponse") => callback::handle(app, &req, cx).await,
         (Method::GET | Method::POST, "/auth/logout") => logout::handle(app, &req, cx).await,
+        (Method::GET | Method::POST, "/auth/2fa") => two_factor::handle(app, &req, cx).await,
         (Method::GET, "/auth/account/frontchannel-logout") => frontchannel::handle(app, &req, cx).await,
         (Method::GET, "/auth/logged-out") => respond::html(
             200,
             crate::pages::logged_out(&portal.path("/auth/login"), portal.branding.color.as_deref()),
         ),
-        (_, "/auth/login" | "/auth/local" | "/auth/account/azureresponse" | "/auth/logout" | "/auth/logged-out") => {
+        (
+            _,
+            "/auth/login"
+            | "/auth/local"
+            | "/auth/2fa"
+            | "/auth/account/azureresponse"
+            | "/auth/logout"
+            | "/auth/logged-out",
+        ) => {
             let mut r = respond::json(405, &serde_json::json!({ "error": "method_not_allowed" }));
             *r.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
             r

@@ -255,3 +255,84 @@ async fn a_reconfigured_app_keeps_the_running_parts_and_applies_the_new_portals(
     let r = send(&new, "GET", "/auth/login?local=1", &[], "").await;
     assert!(String::from_utf8_lossy(r.body()).contains("Reloaded agent"));
 }
+
+fn session(mfa: policy::two_factor::Mfa) -> crate::session::Session {
+    crate::session::Session {
+        portal: "agent".into(),
+        portal_kind: policy::PortalKind::Agent,
+        tid: "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa".parse().unwrap(),
+        oid: "o1".into(),
+        sub: "s1".into(),
+        issuer: "i".into(),
+        name: None,
+        email: None,
+        sid: None,
+        login_hint: None,
+        user_key: "ann".into(),
+        client: None,
+        created_at: 0,
+        last_seen: crate::session::now_unix(),
+        absolute_expiry: crate::session::now_unix() + 3600,
+        idle_timeout_secs: 3600,
+        remember_me: false,
+        csrf: "c".into(),
+        new_user: false,
+        mfa,
+    }
+}
+
+/// `mfa` changes mid-session (the second factor done): the assertion after
+/// the change is signed afresh, never the cached signature of the claims
+/// before it (which would not verify, or worse, say the old state).
+#[tokio::test]
+async fn an_assertion_is_never_served_from_before_its_mfa_changed() {
+    use policy::two_factor::Mfa;
+    let app = app();
+    let id = crate::session::SessionId::generate().key();
+    let before = app.assertions.for_session(&id, &session(Mfa::None)).unwrap();
+    let after = app.assertions.for_session(&id, &session(Mfa::Totp)).unwrap();
+    let sig = |jwt: &str| jwt.rsplit('.').next().unwrap().to_string();
+    assert_ne!(sig(&before), sig(&after), "signed afresh");
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(&app.assertions.signer.jwks_json()).unwrap();
+    let key = jsonwebtoken::DecodingKey::from_jwk(&jwks.keys[0]).unwrap();
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    v.set_audience(&["halo"]);
+    let claims = jsonwebtoken::decode::<serde_json::Value>(&after, &key, &v)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["mfa"], "totp");
+    let claims = jsonwebtoken::decode::<serde_json::Value>(&before, &key, &v)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["mfa"], "none");
+    // Both states stay cached side by side until the session ends.
+    assert_eq!(app.assertions.for_session(&id, &session(Mfa::Totp)).unwrap(), after);
+}
+
+#[tokio::test]
+async fn the_2fa_page_without_a_session_or_without_2fa() {
+    // 2FA off: nothing owed, on to where the browser was going.
+    let r = send(&app(), "GET", "/auth/2fa?rd=%2Fx", &[], "").await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "/x");
+    let on = App::for_tests(&format!(
+        "{BASE}two_factor: {{ required_for: everyone, encryption_key: 0123456789abcdef0123456789abcdef }}\n"
+    ));
+    // No session: sign in first, then back here.
+    let r = send(&on, "GET", "/auth/2fa?rd=%2Fx", &[], "").await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(location(&r), "/auth/login?rd=%2Fx");
+    // A cross-site POST is refused before anything is judged.
+    let r = send(
+        &on,
+        "POST",
+        "/auth/2fa",
+        &[("sec-fetch-site", "cross-site")],
+        "code=123456",
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    // Other methods: 405.
+    let r = send(&on, "PUT", "/auth/2fa", &[], "").await;
+    assert_eq!(r.status(), 405);
+}

@@ -289,12 +289,7 @@ impl Sso {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TwoFactorRequired {
-    Nobody,
-    Everyone,
-    Listed,
-}
+pub use policy::two_factor::RequiredFor as TwoFactorRequired;
 
 #[derive(Debug, Clone)]
 pub struct TwoFactor {
@@ -303,6 +298,23 @@ pub struct TwoFactor {
     pub bypass_with_sso: bool,
     pub dont_ask_again: bool,
     pub dont_ask_again_days: u64,
+    /// Encrypts TOTP secrets at rest and signs "don't ask again" cookies;
+    /// present whenever 2FA can apply (validated).
+    pub encryption_key: Option<Secret>,
+}
+
+impl TwoFactor {
+    /// Whether the step can apply to anyone at all.
+    pub fn enabled(&self) -> bool {
+        self.required_for != TwoFactorRequired::Nobody
+    }
+
+    /// Whether this user must take the step, by configuration alone (a
+    /// directory record's `two_factor` flag is the other way to be listed).
+    pub fn applies_to(&self, user_key: &str, directory_flag: bool) -> bool {
+        let listed = self.listed_users.iter().any(|u| u == user_key);
+        policy::two_factor::applies(self.required_for, listed, directory_flag)
+    }
 }
 
 #[derive(Debug, Clone, Default)]

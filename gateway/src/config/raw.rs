@@ -158,6 +158,8 @@ pub struct RawTwoFactor {
     pub bypass_with_sso: bool,
     pub dont_ask_again: bool,
     pub dont_ask_again_days: u64,
+    pub encryption_key: Option<String>,
+    pub encryption_key_file: Option<String>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
@@ -170,6 +172,8 @@ impl Default for RawTwoFactor {
             bypass_with_sso: true,
             dont_ask_again: true,
             dont_ask_again_days: 30,
+            encryption_key: None,
+            encryption_key_file: None,
             unknown: Unknown::new(),
         }
     }

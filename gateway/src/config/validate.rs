@@ -11,6 +11,9 @@ const DEFAULT_LOGIN_BURST: u64 = 50;
 /// Pending sign-ins per instance: far above any real login wave (each is a
 /// person who clicked "sign in" in the last ten minutes), far below memory trouble.
 const DEFAULT_MAX_PENDING_LOGINS: u64 = 100_000;
+/// `two_factor.encryption_key`: 32 base64 characters carry 192 bits; less is
+/// a password, not a key.
+const MIN_ENCRYPTION_KEY_LEN: usize = 32;
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
@@ -186,7 +189,9 @@ pub fn validate(raw: RawConfig, env: Env<'_>) -> Result<Config, Vec<ConfigError>
     let upstream = upstream(&mut cx, raw.upstream);
     let entra = entra(&mut cx, raw.entra);
     let sso = sso(&mut cx, raw.sso);
-    let two_factor = two_factor(&mut cx, raw.two_factor);
+    // Records of a builtin or http directory can carry a `two_factor` flag.
+    let records_flag = raw.directory.kind.as_deref().is_some_and(|k| k != "open");
+    let two_factor = two_factor(&mut cx, raw.two_factor, records_flag);
     let portals = portals(&mut cx, raw.portals, server.insecure_dev_cookies);
     let clients = clients(&mut cx, raw.clients);
     let session = session(&mut cx, raw.session);
@@ -656,7 +661,7 @@ fn sso(cx: &mut Ctx<'_>, r: RawSso) -> Sso {
     }
 }
 
-fn two_factor(cx: &mut Ctx<'_>, r: RawTwoFactor) -> TwoFactor {
+fn two_factor(cx: &mut Ctx<'_>, r: RawTwoFactor, records_flag: bool) -> TwoFactor {
     cx.unknown("two_factor", &r.unknown);
     let required_for = match r.required_for.as_deref().unwrap_or("nobody") {
         "nobody" => TwoFactorRequired::Nobody,
@@ -670,16 +675,46 @@ fn two_factor(cx: &mut Ctx<'_>, r: RawTwoFactor) -> TwoFactor {
             TwoFactorRequired::Nobody
         }
     };
-    if required_for == TwoFactorRequired::Listed && r.listed_users.is_empty() {
+    if required_for == TwoFactorRequired::Listed && r.listed_users.is_empty() && !records_flag {
         cx.err(
             "two_factor.listed_users",
-            "required_for: listed needs at least one user",
+            "required_for: listed needs at least one user (or a builtin/http directory whose records carry two_factor)",
         );
     }
     if !(1..=365).contains(&r.dont_ask_again_days) {
         cx.err("two_factor.dont_ask_again_days", "must be between 1 and 365");
     }
+    let inline_key = r
+        .encryption_key
+        .and_then(|k| cx.expand("two_factor.encryption_key", &k))
+        .filter(|k| !k.is_empty())
+        .map(Secret::new);
+    let file_key = cx.secret_file("two_factor.encryption_key_file", r.encryption_key_file);
+    if inline_key.is_some() && file_key.is_some() {
+        cx.err(
+            "two_factor.encryption_key_file",
+            "set either two_factor.encryption_key or two_factor.encryption_key_file, not both",
+        );
+    }
+    let encryption_key = inline_key.or(file_key);
+    match &encryption_key {
+        // Key material is derived from it (HKDF-SHA256): what matters is
+        // its entropy, so refuse what is obviously too short to hold 256 bits.
+        Some(k) if k.expose().len() < MIN_ENCRYPTION_KEY_LEN => cx.err(
+            "two_factor.encryption_key",
+            format!(
+                "too short: at least {MIN_ENCRYPTION_KEY_LEN} characters of random data (e.g. `openssl rand -base64 32`)"
+            ),
+        ),
+        None if required_for != TwoFactorRequired::Nobody => cx.err(
+            "two_factor.encryption_key",
+            "required when two_factor.required_for is not nobody (it encrypts TOTP secrets at rest): a value, \
+             ${ENV}, or two_factor.encryption_key_file",
+        ),
+        _ => {}
+    }
     TwoFactor {
+        encryption_key,
         required_for,
         listed_users: r.listed_users,
         bypass_with_sso: r.bypass_with_sso,

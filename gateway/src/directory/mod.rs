@@ -38,6 +38,10 @@ pub struct UserRecord {
     pub client: Option<String>,
     #[serde(default)]
     pub disabled: bool,
+    /// Must take the gateway's second factor under `two_factor.required_for:
+    /// listed` (beside `two_factor.listed_users`). Absent when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub two_factor: bool,
 }
 
 pub(crate) const OID_WITHOUT_TID: &str = "oid is given without tid";
@@ -180,6 +184,7 @@ mod tests {
             name: None,
             client: None,
             disabled: false,
+            two_factor: false,
         }
     }
 

@@ -238,6 +238,8 @@ pub(crate) fn plan(
                 name,
                 client: t.client.clone(),
                 disabled,
+                // The operator's to set (import or the app's directory).
+                two_factor: false,
             });
         }
     };

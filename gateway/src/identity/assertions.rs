@@ -1,10 +1,14 @@
 //! The assertion of each session, signed at most once per lifetime: the
-//! signature is cached per session (the JWT itself is rebuilt from the
-//! session, see [`AssertionSigner::render`]).
+//! signature is cached per session and second-factor state (the JWT itself
+//! is rebuilt from the session, see [`AssertionSigner::render`]). `mfa` is
+//! the one claim that changes while a session lives (`pending` → `totp`):
+//! keyed by it, a signature made before the change can never be paired with
+//! the claims after it, on this instance or any other.
 
 use super::signer::{AssertionSigner, Signed};
 use crate::session::sessions::SessionDerived;
 use crate::session::{Session, SessionKey, now_unix};
+use policy::two_factor::Mfa;
 use quick_cache::sync::Cache;
 
 /// Re-sign an assertion when less than this is left of its lifetime.
@@ -15,7 +19,7 @@ pub struct Assertions {
     pub signer: AssertionSigner,
     /// Bounded: past its capacity one cold signature goes at a time (each
     /// is re-signable on demand), never all at once.
-    cache: Cache<SessionKey, Signed>,
+    cache: Cache<(SessionKey, Mfa), Signed>,
 }
 
 impl Assertions {
@@ -29,7 +33,8 @@ impl Assertions {
     /// The assertion for a session, signed at most once per lifetime.
     pub fn for_session(&self, id: &SessionKey, s: &Session) -> Option<String> {
         let now = now_unix();
-        let cached = self.cache.get(id).filter(|a| a.exp - now > RESIGN_MARGIN_SECS);
+        let key = (*id, s.mfa);
+        let cached = self.cache.get(&key).filter(|a| a.exp - now > RESIGN_MARGIN_SECS);
         let signed = match cached {
             Some(a) => a,
             None => {
@@ -40,7 +45,7 @@ impl Assertions {
                         return None;
                     }
                 };
-                self.cache.insert(*id, a);
+                self.cache.insert(key, a);
                 a
             }
         };
@@ -62,7 +67,9 @@ impl Assertions {
 
 impl SessionDerived for Assertions {
     fn forget(&self, id: &SessionKey) {
-        self.cache.remove(id);
+        for mfa in [Mfa::None, Mfa::Pending, Mfa::Totp, Mfa::Remembered, Mfa::Bypassed] {
+            self.cache.remove(&(*id, mfa));
+        }
     }
 
     fn forget_all(&self) {

@@ -138,7 +138,8 @@ impl AssertionSigner {
             client: s.client.as_deref(),
             sid: s.sid.as_deref(),
             amr: vec!["sso"],
-            mfa: "none",
+            // `pending` never reaches here: a pending session gets no assertion.
+            mfa: s.mfa.as_str(),
             new_user: s.new_user,
         }
     }
@@ -173,7 +174,8 @@ impl AssertionSigner {
     }
 
     /// The JWT for `s` from a signature made by [`sign`](Self::sign) for the
-    /// same session (its claims never change while it lives): serialising and
+    /// same session with the same `mfa` (the one claim that changes while a
+    /// session lives; the cache is keyed by it, see `Assertions`): serialising and
     /// encoding the payload costs far less than signing, and keeping 100 bytes
     /// per session instead of the whole JWT keeps the cache small.
     pub fn render(&self, s: &Session, signed: &Signed) -> Result<String, SignerError> {
@@ -236,6 +238,7 @@ mod tests {
             remember_me: false,
             csrf: "c".into(),
             new_user: false,
+            mfa: Default::default(),
         }
     }
 

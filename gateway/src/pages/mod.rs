@@ -12,6 +12,7 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("logged_out.html", include_str!("templates/logged_out.html")),
         ("logout_confirm.html", include_str!("templates/logout_confirm.html")),
         ("login.html", include_str!("templates/login.html")),
+        ("two_factor.html", include_str!("templates/two_factor.html")),
     ] {
         env.add_template(name, src).expect("bundled templates parse");
     }
@@ -65,6 +66,40 @@ pub fn login(p: &LoginPage<'_>) -> String {
             title => p.heading, heading => p.heading, logo_url => p.logo_url, color => p.color, action => p.action,
             local_action => p.local_action, rd => p.rd, remember_me => p.remember_me,
             remember_me_days => p.remember_me_days,
+        },
+    )
+}
+
+/// The second-factor page: enrolment (QR code and key), verification, or
+/// the recovery codes shown once after enrolment.
+pub struct TwoFactorPage<'a> {
+    pub heading: &'a str,
+    pub logo_url: Option<&'a str>,
+    pub color: Option<&'a str>,
+    pub action: &'a str,
+    pub rd: &'a str,
+    pub csrf: &'a str,
+    /// Enrolment: the QR code (SVG made by the gateway from its own data)
+    /// and the key as base32 text.
+    pub enrol: Option<(&'a str, &'a str)>,
+    pub error: Option<&'a str>,
+    /// Show the "don't ask again" box (`two_factor.dont_ask_again`).
+    pub dont_ask_again: bool,
+    pub dont_ask_again_days: u64,
+    /// After enrolment: the recovery codes and where to go on.
+    pub recovery: Option<(&'a [String], &'a str)>,
+}
+
+pub fn two_factor(p: &TwoFactorPage<'_>) -> String {
+    let (qr_svg, secret) = p.enrol.unzip();
+    let (recovery_codes, continue_url) = p.recovery.unzip();
+    render(
+        "two_factor.html",
+        context! {
+            title => p.heading, heading => p.heading, logo_url => p.logo_url, color => p.color,
+            action => p.action, rd => p.rd, csrf => p.csrf, enrol => p.enrol.is_some(), qr_svg, secret,
+            error => p.error, dont_ask_again => p.dont_ask_again, dont_ask_again_days => p.dont_ask_again_days,
+            recovery_codes, continue_url,
         },
     )
 }

@@ -230,6 +230,7 @@ mod tests {
             remember_me: false,
             csrf: "c".into(),
             new_user: false,
+            mfa: Default::default(),
         }
     }
 

@@ -13,6 +13,7 @@ pub mod store;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use policy::two_factor::Mfa;
 use policy::{PortalKind, TenantId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -161,6 +162,11 @@ pub struct Session {
     /// Protects the same-origin logout form.
     pub csrf: String,
     pub new_user: bool,
+    /// The second factor: `pending` until the step is done (nothing reaches
+    /// the app meanwhile), then what the assertion's `mfa` says. Absent in
+    /// records written before 2FA (and whenever it is `none`).
+    #[serde(default, skip_serializing_if = "Mfa::is_none")]
+    pub mfa: Mfa,
 }
 
 impl Session {

@@ -137,6 +137,19 @@ impl Sessions {
         won
     }
 
+    /// Writes a session whose state changed mid-session (the second factor
+    /// done) and drops every instance's cached copy (this one's, and over
+    /// the revocation bus the others'), so no stale copy outlives the change.
+    /// The bus is best effort: a copy that misses it is pending, which is
+    /// never more privileged, and a pending copy is checked against the
+    /// store before anyone is sent to the 2FA page again.
+    pub async fn changed(&self, id: &SessionKey, s: &Session) -> Result<(), StoreError> {
+        self.update(id, s).await?;
+        self.drop_cached(id);
+        let _ = self.store.publish_revocation(id).await;
+        Ok(())
+    }
+
     /// The stored session, bypassing the local cache.
     pub async fn get(&self, id: &SessionKey) -> Result<Option<Arc<Session>>, StoreError> {
         self.store.get_session(id).await

@@ -131,17 +131,48 @@ fn unreadable_or_unparsable_files_exit_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// 2FA without its key would have nowhere safe to keep TOTP secrets: a
+/// configuration error (exit 2) for `run` and `check-config` alike, and a
+/// short key is refused too.
 #[test]
-fn run_refuses_settings_this_version_does_not_implement() {
+fn two_factor_needs_an_encryption_key() {
     let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("multi.yaml");
+    let f = dir.path().join("2fa.yaml");
     let text = std::fs::read_to_string(example())
         .unwrap()
         .replace("required_for: nobody", "required_for: everyone");
-    std::fs::write(&f, text).unwrap();
-    let out = bin().arg("run").arg("--config").arg(&f).output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("two_factor.required_for"));
+    std::fs::write(&f, &text).unwrap();
+    for cmd in ["run", "check-config"] {
+        let out = bin().arg(cmd).arg("--config").arg(&f).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {stderr}");
+        assert!(
+            stderr.contains("two_factor.encryption_key: required"),
+            "{cmd}: {stderr}"
+        );
+    }
+    std::fs::write(
+        &f,
+        text.replace("  encryption_key: \"\"", "  encryption_key: \"short\""),
+    )
+    .unwrap();
+    let out = bin().arg("check-config").arg("--config").arg(&f).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("two_factor.encryption_key: too short"), "{stderr}");
+    // With a key from a file it is accepted.
+    let key = dir.path().join("totp.key");
+    std::fs::write(&key, "0123456789abcdef0123456789abcdef0123\n").unwrap();
+    std::fs::write(
+        &f,
+        text.replace(
+            "  encryption_key_file: \"\"",
+            &format!("  encryption_key_file: {key:?}"),
+        ),
+    )
+    .unwrap();
+    let out = bin().arg("check-config").arg("--config").arg(&f).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

@@ -167,10 +167,10 @@ fn import_is_idempotent_reports_changes_and_refuses_bad_files_whole() {
     assert_eq!(
         lines,
         [
-            "key\tkind\temail\ttid\toid\tname\tclient\tdisabled".to_string(),
-            format!("alice\tagent\tAlice@Contoso.com\t{T1}\tA-OID\tAlice\t-\tfalse"),
-            "bob\tuser\tbob@fabrikam.com\t-\t-\tBob, B.\t-\ttrue".to_string(),
-            "carol\tuser\tcarol@contoso.com\t-\t-\tCarol Jones\tcontoso\tfalse".to_string(),
+            "key\tkind\temail\ttid\toid\tname\tclient\tdisabled\ttwo_factor".to_string(),
+            format!("alice\tagent\tAlice@Contoso.com\t{T1}\tA-OID\tAlice\t-\tfalse\tfalse"),
+            "bob\tuser\tbob@fabrikam.com\t-\t-\tBob, B.\t-\ttrue\tfalse".to_string(),
+            "carol\tuser\tcarol@contoso.com\t-\t-\tCarol Jones\tcontoso\tfalse\tfalse".to_string(),
         ]
     );
 }
@@ -265,7 +265,7 @@ fn a_directory_in_the_previous_layout_is_moved_into_the_hashes() {
     let list = stdout_ok(&run(&["directory", "list"], &cfg));
     assert_eq!(
         list.lines().nth(1),
-        Some(format!("ann\tagent\tann@contoso.com\t{T1}\tA-OID\tAnn\t-\tfalse").as_str()),
+        Some(format!("ann\tagent\tann@contoso.com\t{T1}\tA-OID\tAnn\t-\tfalse\tfalse").as_str()),
         "{list}"
     );
     assert_eq!(list.lines().count(), 2, "{list}");

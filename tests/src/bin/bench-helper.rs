@@ -142,6 +142,7 @@ fn bench_session(i: usize) -> Session {
         remember_me: false,
         csrf: entra_gateway::session::random_token(32),
         new_user: false,
+        mfa: Default::default(),
     }
 }
 

@@ -259,3 +259,74 @@ async fn chromium_single_logout_ends_the_other_portal_through_entra_iframes() {
     );
     c.close().await.unwrap();
 }
+
+/// The second factor in a real browser: Entra sign-in, the enrolment page
+/// (QR code drawn by the gateway; screenshot in docs/images), a code the test
+/// computes from the key shown, the recovery codes, then the app with
+/// `mfa: totp`.
+#[tokio::test(flavor = "multi_thread")]
+async fn chromium_enrols_in_two_factor_through_the_qr_page() {
+    let options = Options::default()
+        .patch(serde_json::json!({
+            "two_factor": {
+                "required_for": "everyone",
+                "bypass_with_sso": false,
+                "encryption_key": crate::two_factor::KEY,
+            },
+        }))
+        .patch_wired(|w| {
+            serde_json::json!({"portals": [
+                {"name": "agent", "kind": "agent", "url": w.portal_url, "branding": {"title": "Halo support"}},
+                {"name": "portal", "kind": "user", "url": format!("{}/portal", w.portal_url)},
+            ]})
+        });
+    let h = Harness::start(options).await;
+    let (_driver, c) = chromium().await;
+    c.goto(&h.url("/tickets")).await.unwrap();
+    let field = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("i0116"))
+        .await
+        .expect("mock Entra form");
+    field.send_keys("alice@contoso.example").await.unwrap();
+    c.find(Locator::Id("idSIButton9")).await.unwrap().click().await.unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#qr svg"))
+        .await
+        .expect("the enrolment page with its QR code");
+    assert!(c.current_url().await.unwrap().path().ends_with("/auth/2fa"));
+    let secret = c.find(Locator::Id("totp-secret")).await.unwrap().text().await.unwrap();
+    let code = c.find(Locator::Id("code")).await.unwrap();
+    assert_eq!(
+        code.attr("autocomplete").await.unwrap().as_deref(),
+        Some("one-time-code")
+    );
+    code.send_keys(&crate::two_factor::code(secret.trim(), 0))
+        .await
+        .unwrap();
+    let shot = c.screenshot().await.unwrap();
+    std::fs::write(artifacts().join("two-factor-enrol.png"), &shot).unwrap();
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/images/two-factor-enrol.png");
+    std::fs::write(docs, &shot).unwrap();
+    c.find(Locator::Id("verify")).await.unwrap().click().await.unwrap();
+    let codes = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("recovery-codes"))
+        .await
+        .expect("recovery codes, once");
+    assert_eq!(codes.find_all(Locator::Css("li")).await.unwrap().len(), 10);
+    c.find(Locator::Id("continue")).await.unwrap().click().await.unwrap();
+    let greeting = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("greeting"))
+        .await
+        .expect("the app");
+    assert_eq!(greeting.text().await.unwrap(), "Hello, Alice Agent");
+    let body = c.find(Locator::Css("body")).await.unwrap().text().await.unwrap();
+    assert!(body.contains("\"totp\""), "the app is told mfa: totp: {body}");
+    c.close().await.unwrap();
+}

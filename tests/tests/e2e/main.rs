@@ -22,4 +22,5 @@ mod signin;
 mod startup;
 mod token_rules;
 mod topologies;
+mod two_factor;
 mod upstream;
