@@ -9,12 +9,24 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free loopback port (bound then released: a small race is accepted).
+/// A free loopback port, bound then released, picked below the kernel's
+/// ephemeral range (32768–60999 by default). Everything else the tests
+/// start binds port 0 (the mock Entra, the app, Redis) and every outgoing
+/// connection gets a local port from that range: picked from it, a released
+/// port could be taken by one of those before the gateway binds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::hash::{BuildHasher, RandomState};
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    for _ in 0..1000 {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Random per call and per process (tests run in several processes).
+        let r = RandomState::new().hash_one((n, std::process::id()));
+        let port = 20_000 + (r % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000-31999");
 }
 
 /// `target/<profile>/entra-gateway`, next to this test's `deps/` directory.

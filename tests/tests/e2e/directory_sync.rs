@@ -122,9 +122,9 @@ async fn sync_pages_binds_renames_disables_prunes_and_the_user_signs_in_by_uniqu
         list(&h),
         [
             // Sorted by key. No mail in Graph: no email (the UPN is never one).
-            format!("{TENANT}:{ZOE_OID}\tuser\t-\t{TENANT}\t{ZOE_OID}\tZoë Ünicode\t-\tfalse"),
-            format!("{alice_key}\tuser\talice@contoso.example\t{TENANT}\t{ALICE_OID}\tAlice Agent\t-\tfalse"),
-            format!("agent-bob\tagent\tbob@contoso.example\t{TENANT}\t{BOB_OID}\tBob Builder\t-\tfalse"),
+            format!("{TENANT}:{ZOE_OID}\tuser\t-\t{TENANT}\t{ZOE_OID}\tZoë Ünicode\t-\tfalse\tfalse"),
+            format!("{alice_key}\tuser\talice@contoso.example\t{TENANT}\t{ALICE_OID}\tAlice Agent\t-\tfalse\tfalse"),
+            format!("agent-bob\tagent\tbob@contoso.example\t{TENANT}\t{BOB_OID}\tBob Builder\t-\tfalse\tfalse"),
         ]
     );
     // Again: nothing to do.
@@ -151,9 +151,9 @@ async fn sync_pages_binds_renames_disables_prunes_and_the_user_signs_in_by_uniqu
         "{s}"
     );
     let rows = list(&h);
-    assert!(rows[1].ends_with("\tfalse"), "without --prune nothing goes: {rows:?}");
+    assert!(rows[1].ends_with("\tfalse\tfalse"), "without --prune nothing goes: {rows:?}");
     assert!(rows[0].contains("\tZoë Renamed\t"), "{rows:?}");
-    assert!(rows[2].ends_with("\ttrue"), "{rows:?}");
+    assert!(rows[2].ends_with("\ttrue\tfalse"), "{rows:?}");
     // A disabled record is refused at sign-in.
     let b = h.browser();
     let a = b.begin_login("/").await;
@@ -163,7 +163,7 @@ async fn sync_pages_binds_renames_disables_prunes_and_the_user_signs_in_by_uniqu
 
     let s = sync(&h, &["--prune", "--dry-run"], 0);
     assert!(s.contains("0 skipped, 1 pruned"), "{s}");
-    assert!(list(&h)[1].ends_with("\tfalse"), "dry run");
+    assert!(list(&h)[1].ends_with("\tfalse\tfalse"), "dry run");
     let s = sync(&h, &["--prune"], 0);
     assert!(
         s.contains("total: 0 created, 0 updated, 0 disabled, 2 unchanged, 0 skipped, 1 pruned"),
@@ -171,7 +171,7 @@ async fn sync_pages_binds_renames_disables_prunes_and_the_user_signs_in_by_uniqu
     );
     let rows = list(&h);
     assert!(
-        rows[1].starts_with(&alice_key) && rows[1].ends_with("\ttrue"),
+        rows[1].starts_with(&alice_key) && rows[1].ends_with("\ttrue\tfalse"),
         "pruned = disabled: {rows:?}"
     );
     assert_eq!(rows.len(), 3, "nothing is deleted");
@@ -274,7 +274,7 @@ async fn csp_customers_without_consent_are_skipped_and_emails_never_cross_tenant
     );
     let rows = list(&h);
     assert!(
-        rows.contains(&"dana\tuser\tdana@contoso.example\t-\t-\tDana\t-\tfalse".to_string()),
+        rows.contains(&"dana\tuser\tdana@contoso.example\t-\t-\tDana\t-\tfalse\tfalse".to_string()),
         "{rows:?}"
     );
     assert!(!rows.iter().any(|r| r.contains(OTHER_TENANT)), "{rows:?}");
@@ -290,7 +290,7 @@ async fn csp_customers_without_consent_are_skipped_and_emails_never_cross_tenant
         "{s}"
     );
     assert!(list(&h).contains(&format!(
-        "dana\tuser\tdana@contoso.example\t{OTHER_TENANT}\t{DANA_OID}\tDana Other\t-\tfalse"
+        "dana\tuser\tdana@contoso.example\t{OTHER_TENANT}\t{DANA_OID}\tDana Other\t-\tfalse\tfalse"
     )));
 }
 
