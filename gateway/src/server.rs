@@ -306,6 +306,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
         None => proxy.add_tcp(&c.server.listen),
     }
     server.add_service(proxy);
+    // Registered now, not on first use: a scrape before the first request
+    // sees every series (build_info among them).
+    std::sync::LazyLock::force(&crate::metrics::METRICS);
     if let Some(m) = &c.server.metrics_listen {
         let mut metrics = pingora_prometheus::prometheus_http_service();
         metrics.add_tcp(m);

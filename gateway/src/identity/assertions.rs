@@ -3,6 +3,7 @@
 //! session, see [`AssertionSigner::render`]).
 
 use super::signer::{AssertionSigner, Signed};
+use crate::metrics::METRICS;
 use crate::session::sessions::SessionDerived;
 use crate::session::{Session, SessionKey, now_unix};
 use std::collections::HashMap;
@@ -39,8 +40,12 @@ impl Assertions {
             .filter(|a| a.exp - now > RESIGN_MARGIN_SECS)
             .copied();
         let signed = match cached {
-            Some(a) => a,
+            Some(a) => {
+                METRICS.assertion_cache.hit.inc();
+                a
+            }
             None => {
+                METRICS.assertion_cache.miss.inc();
                 let a = match self.signer.sign(s, now) {
                     Ok(a) => a,
                     Err(e) => {

@@ -15,6 +15,7 @@
 use super::redis_conn::{RedisConn, Subscriber};
 use super::*;
 use crate::config::RedisTarget;
+use crate::metrics::METRICS;
 use async_trait::async_trait;
 use redis::AsyncCommands;
 use std::time::Duration;
@@ -244,6 +245,7 @@ impl RevocationBus for RedisStore {
                         return;
                     }
                     tracing::info!(event = "revocation_bus", state = "subscribed");
+                    METRICS.revocation_bus_subscribed.set(1);
                     let mut messages = ps.on_message();
                     while let Some(msg) = messages.next().await {
                         let Ok(payload) = msg.get_payload::<String>() else {
@@ -256,6 +258,7 @@ impl RevocationBus for RedisStore {
                         }
                     }
                     tracing::warn!(event = "revocation_bus", state = "disconnected");
+                    METRICS.revocation_bus_subscribed.set(0);
                 }
                 // Resubscribe by itself; meanwhile the cache TTL bounds staleness.
                 tokio::time::sleep(Duration::from_millis(500)).await;
