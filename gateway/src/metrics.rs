@@ -59,8 +59,8 @@ fn build() -> Metrics {
     };
     let revocations = register_int_counter_vec!(
         "entra_gateway_revocations_received_total",
-        "Revocation-bus messages applied to this instance's caches, by kind (session: one session \
-         ended elsewhere; flush: (re)subscribed, every cached session dropped)",
+        "Revocation-bus messages applied to this instance's caches, by kind (session: a session \
+         ended by any instance, this one included; flush: (re)subscribed, every cached session dropped)",
         &["kind"]
     )
     .expect("register");
