@@ -3,8 +3,8 @@
 
 use policy::access::Outcome;
 use prometheus::{
-    HistogramVec, IntCounter, IntCounterVec, IntGauge, register_histogram_vec, register_int_counter_vec,
-    register_int_gauge,
+    HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, register_histogram_vec, register_int_counter_vec,
+    register_int_gauge, register_int_gauge_vec,
 };
 use std::sync::{LazyLock, OnceLock};
 
@@ -33,12 +33,68 @@ pub struct Metrics {
     pub directory_sync_users: IntCounterVec,
     pub directory_sync_last_success: IntGauge,
     pub two_factor: IntCounterVec,
+    pub build_info: IntGaugeVec,
+    /// Pre-resolved: the authenticated path counts every lookup, and a
+    /// label lookup per request would cost a hash and a lock.
+    pub session_cache: HitMiss,
+    pub assertion_cache: HitMiss,
+    pub revocations_received: RevocationsReceived,
+    pub revocation_bus_subscribed: IntGauge,
+}
+
+/// One cache's lookups, by result.
+pub struct HitMiss {
+    pub hit: IntCounter,
+    pub miss: IntCounter,
+}
+
+/// What the revocation bus delivered, by kind.
+pub struct RevocationsReceived {
+    pub session: IntCounter,
+    pub flush: IntCounter,
 }
 
 fn build() -> Metrics {
     // Names are constants; registration can only fail on a duplicate, which
     // a single LazyLock rules out.
+    let cache_lookups = register_int_counter_vec!(
+        "entra_gateway_cache_lookups_total",
+        "Local cache lookups by cache (session: sessions read without the store; assertion: \
+         assertion signatures reused) and result (hit|miss)",
+        &["cache", "result"]
+    )
+    .expect("register");
+    let hit_miss = |cache: &str| HitMiss {
+        hit: cache_lookups.with_label_values(&[cache, "hit"]),
+        miss: cache_lookups.with_label_values(&[cache, "miss"]),
+    };
+    let revocations = register_int_counter_vec!(
+        "entra_gateway_revocations_received_total",
+        "Revocation-bus messages applied to this instance's caches, by kind (session: a session \
+         ended by any instance, this one included; flush: (re)subscribed, every cached session dropped)",
+        &["kind"]
+    )
+    .expect("register");
+    let build_info = register_int_gauge_vec!(
+        "entra_gateway_build_info",
+        "Always 1; the version of the running binary",
+        &["version"]
+    )
+    .expect("register");
+    build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
     Metrics {
+        session_cache: hit_miss("session"),
+        assertion_cache: hit_miss("assertion"),
+        revocations_received: RevocationsReceived {
+            session: revocations.with_label_values(&["session"]),
+            flush: revocations.with_label_values(&["flush"]),
+        },
+        revocation_bus_subscribed: register_int_gauge!(
+            "entra_gateway_revocation_bus_subscribed",
+            "1 while this instance is subscribed to the revocation bus (Redis), else 0"
+        )
+        .expect("register"),
+        build_info,
         requests: register_int_counter_vec!(
             "entra_gateway_requests_total",
             "Requests by portal and outcome",
@@ -66,7 +122,8 @@ fn build() -> Metrics {
         .expect("register"),
         sessions_active: register_int_gauge!(
             "entra_gateway_sessions_active",
-            "Sessions held by this instance's memory store"
+            "Sessions this instance holds: with the memory store every session; with Redis the \
+             sessions in its local cache (those used within session.local_cache_ttl)"
         )
         .expect("register"),
         store_ops: register_int_counter_vec!(

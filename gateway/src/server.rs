@@ -579,6 +579,9 @@ pub fn run(config: Config, path: Option<&Path>) -> Result<(), StartError> {
         None => proxy.add_tcp(&c.server.listen),
     }
     server.add_service(proxy);
+    // Registered now, not on first use: a scrape before the first request
+    // sees every series (build_info among them).
+    std::sync::LazyLock::force(&crate::metrics::METRICS);
     if let Some(m) = &c.server.metrics_listen {
         let mut health = crate::health::service(shared.clone());
         health.add_tcp(m);

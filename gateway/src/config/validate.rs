@@ -6,6 +6,9 @@ use super::*;
 use policy::ratelimit::Rate;
 use std::net::{IpAddr, SocketAddr};
 
+/// Not 9100: that is node_exporter's, which often runs on the same host
+/// (docs/deploy.md#metrics-port).
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
 const DEFAULT_LOGIN_RATE: &str = "10/s";
 const DEFAULT_LOGIN_BURST: u64 = 50;
 /// Pending sign-ins per instance: far above any real login wave (each is a
@@ -264,13 +267,13 @@ fn server(cx: &mut Ctx<'_>, r: RawServer) -> Server {
         );
     }
     let metrics_listen = match r.metrics_listen.as_deref() {
-        None => Some("127.0.0.1:9100".to_string()),
+        None => Some(DEFAULT_METRICS_LISTEN.to_string()),
         Some("") => None,
         Some(m) => {
             if m.parse::<SocketAddr>().is_err() {
                 cx.err(
                     "server.metrics_listen",
-                    format!("{m:?} is not an address like 127.0.0.1:9100"),
+                    format!("{m:?} is not an address like 127.0.0.1:9464"),
                 );
             }
             Some(m.to_string())
@@ -1156,6 +1159,59 @@ identity: { audience: halo }
 
     fn has(errs: &[String], needle: &str) -> bool {
         errs.iter().any(|e| e.contains(needle))
+    }
+
+    #[test]
+    fn metrics_listen_defaults_off_node_exporters_port() {
+        let c = Config::from_yaml(&format!(
+            "{BASE}\nentra: {{ tenant_id: aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa, client_id: 11111111-1111-4111-8111-111111111111 }}\n"
+        ))
+        .unwrap();
+        assert_eq!(c.server.metrics_listen.as_deref(), Some("127.0.0.1:9464"));
+        let c = Config::from_yaml(&format!(
+            "{BASE}\nserver: {{ metrics_listen: \"\" }}\nentra: {{ tenant_id: aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa, client_id: 11111111-1111-4111-8111-111111111111 }}\n"
+        ))
+        .unwrap();
+        assert_eq!(c.server.metrics_listen, None);
+    }
+
+    /// The systemd unit (deploy/systemd) names its credentials this way.
+    #[test]
+    fn credential_files_expand_credentials_directory() {
+        use super::super::ClientCredential;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("client-secret"), "s3cret\n").unwrap();
+        let key = dir.path().join("signing-key.pem");
+        std::fs::write(&key, "pem").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
+        let yaml = r#"
+upstream: { url: "http://127.0.0.1:9000" }
+portals: [ { name: agent, kind: agent, url: "https://halo.example.com" } ]
+entra: { tenant_id: aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa, client_id: 11111111-1111-4111-8111-111111111111,
+         client_secret_file: "${CREDENTIALS_DIRECTORY}/client-secret" }
+identity: { audience: halo, signing_key: "${CREDENTIALS_DIRECTORY}/signing-key.pem" }
+"#;
+        let raw = serde_saphyr::from_str(yaml).unwrap();
+        let creds = dir.path().display().to_string();
+        let env = move |name: &str| (name == "CREDENTIALS_DIRECTORY").then(|| creds.clone());
+        let c = super::validate(raw, &env).unwrap();
+        match &c.entra.credential {
+            Some(ClientCredential::Secret(s)) => assert_eq!(s.expose(), "s3cret"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.identity.key_files(), [key.as_path()]);
+        // Outside systemd the variable is unset: the key is named, not guessed.
+        let raw = serde_saphyr::from_str(yaml).unwrap();
+        let e: Vec<String> = super::validate(raw, &|_: &str| None)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            has(&e, "environment variable CREDENTIALS_DIRECTORY is not set"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! the claims after it, on this instance or any other.
 
 use super::signer::{AssertionSigner, Signed};
+use crate::metrics::METRICS;
 use crate::session::sessions::SessionDerived;
 use crate::session::{Session, SessionKey, now_unix};
 use policy::two_factor::Mfa;
@@ -36,8 +37,12 @@ impl Assertions {
         let key = (*id, s.mfa);
         let cached = self.cache.get(&key).filter(|a| a.exp - now > RESIGN_MARGIN_SECS);
         let signed = match cached {
-            Some(a) => a,
+            Some(a) => {
+                METRICS.assertion_cache.hit.inc();
+                a
+            }
             None => {
+                METRICS.assertion_cache.miss.inc();
                 let a = match self.signer.sign(s, now) {
                     Ok(a) => a,
                     Err(e) => {

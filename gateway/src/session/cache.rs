@@ -6,6 +6,7 @@
 //! CLOCK-Pro), never everything at once.
 
 use super::{Session, SessionKey};
+use crate::metrics::METRICS;
 use quick_cache::sync::Cache;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,24 +35,44 @@ impl LocalCache {
         if !self.enabled() {
             return None;
         }
-        self.map
+        let found = self
+            .map
             .get(id)
             .filter(|(_, at)| at.elapsed() < self.ttl)
-            .map(|(s, _)| s)
+            .map(|(s, _)| s);
+        let counter = if found.is_some() {
+            &METRICS.session_cache.hit
+        } else {
+            &METRICS.session_cache.miss
+        };
+        counter.inc();
+        found
+    }
+
+    /// With Redis, what this instance can know of the sessions in use (see
+    /// `entra_gateway_sessions_active`); a disabled cache leaves the gauge
+    /// to the memory store, which holds every session.
+    fn report_size(&self) {
+        if self.enabled() {
+            METRICS.sessions_active.set(self.map.len() as i64);
+        }
     }
 
     pub fn put(&self, id: &SessionKey, s: &Arc<Session>) {
         if self.enabled() {
             self.map.insert(*id, (s.clone(), Instant::now()));
+            self.report_size();
         }
     }
 
     pub fn remove(&self, id: &SessionKey) {
         self.map.remove(id);
+        self.report_size();
     }
 
     pub fn clear(&self) {
         self.map.clear();
+        self.report_size();
     }
 
     pub fn len(&self) -> usize {
@@ -100,5 +121,22 @@ mod tests {
         assert!(short.get(&id).is_some());
         std::thread::sleep(Duration::from_millis(30));
         assert!(short.get(&id).is_none());
+    }
+
+    /// Counters are process-wide and tests run in parallel: only growth is
+    /// asserted, never exact values.
+    #[test]
+    fn lookups_are_counted_as_hits_and_misses() {
+        let cache = LocalCache::new(Duration::from_secs(60), 10);
+        let (id, other) = (SessionId::generate().key(), SessionId::generate().key());
+        cache.put(&id, &session());
+        let (hits, misses) = (METRICS.session_cache.hit.get(), METRICS.session_cache.miss.get());
+        assert!(cache.get(&id).is_some());
+        assert!(cache.get(&other).is_none());
+        assert!(METRICS.session_cache.hit.get() > hits);
+        assert!(METRICS.session_cache.miss.get() > misses);
+        cache.remove(&id);
+        assert!(cache.get(&id).is_none());
+        assert!(cache.is_empty());
     }
 }

@@ -16,6 +16,7 @@ use super::codec::{self, Kind, encode};
 use super::redis_conn::{RedisConn, Subscriber};
 use super::*;
 use crate::config::RedisTarget;
+use crate::metrics::METRICS;
 use async_trait::async_trait;
 use redis::AsyncCommands;
 use std::sync::Arc;
@@ -238,6 +239,7 @@ impl RevocationBus for RedisStore {
                         return;
                     }
                     tracing::info!(event = "revocation_bus", state = "subscribed");
+                    METRICS.revocation_bus_subscribed.set(1);
                     let mut messages = ps.on_message();
                     while let Some(msg) = messages.next().await {
                         let Ok(payload) = msg.get_payload::<String>() else {
@@ -250,6 +252,7 @@ impl RevocationBus for RedisStore {
                         }
                     }
                     tracing::warn!(event = "revocation_bus", state = "disconnected");
+                    METRICS.revocation_bus_subscribed.set(0);
                 }
                 // Resubscribe by itself; meanwhile the cache TTL bounds staleness.
                 tokio::time::sleep(Duration::from_millis(500)).await;

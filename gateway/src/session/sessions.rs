@@ -194,8 +194,14 @@ impl Sessions {
         let Some(mut rx) = self.store.revocations() else { return };
         while let Some(r) = rx.recv().await {
             match r {
-                Revocation::Session(id) => self.drop_cached(&id),
-                Revocation::Flush => self.drop_all_cached(),
+                Revocation::Session(id) => {
+                    METRICS.revocations_received.session.inc();
+                    self.drop_cached(&id);
+                }
+                Revocation::Flush => {
+                    METRICS.revocations_received.flush.inc();
+                    self.drop_all_cached();
+                }
             }
         }
     }

@@ -14,6 +14,7 @@ mod instances;
 mod keys_and_secrets;
 mod lifecycle;
 mod logout;
+mod monitoring;
 mod multitenant;
 mod portals;
 mod registration;
