@@ -132,8 +132,9 @@ async fn reload_and_report(shared: &SharedApp, path: &Path, backend: &Backend) {
 }
 
 /// Reloads on every SIGHUP, on the control runtime (whose thread drives
-/// the store connections a new directory may need).
-pub fn watch(rt: &tokio::runtime::Runtime, shared: SharedApp, path: PathBuf, backend: Arc<Backend>) {
+/// the store connections a new directory may need). Without a file (`demo`)
+/// SIGHUP is logged and ignored rather than ending the process.
+pub fn watch(rt: &tokio::runtime::Runtime, shared: SharedApp, path: Option<PathBuf>, backend: Arc<Backend>) {
     // Registered now, before Pingora starts: SIGHUP's default action ends
     // the process.
     let hup = rt.block_on(async { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) });
@@ -146,8 +147,16 @@ pub fn watch(rt: &tokio::runtime::Runtime, shared: SharedApp, path: PathBuf, bac
     };
     rt.spawn(async move {
         while hup.recv().await.is_some() {
-            tracing::info!(event = "config_reload_requested", path = %path.display());
-            reload_and_report(&shared, &path, &backend).await;
+            match &path {
+                Some(path) => {
+                    tracing::info!(event = "config_reload_requested", path = %path.display());
+                    reload_and_report(&shared, path, &backend).await;
+                }
+                None => tracing::warn!(
+                    event = "config_reload_unavailable",
+                    "SIGHUP: no configuration file to read"
+                ),
+            }
         }
     });
 }

@@ -531,9 +531,7 @@ pub fn run(config: Config, path: Option<&Path>) -> Result<(), StartError> {
         }
     });
     rt.spawn(csp_loop(shared.clone()));
-    if let Some(path) = path {
-        crate::reload::watch(rt, shared.clone(), path.to_path_buf(), started.backend.clone());
-    }
+    crate::reload::watch(rt, shared.clone(), path.map(Path::to_path_buf), started.backend.clone());
 
     let app = shared.load_full();
     let c = &app.config;
