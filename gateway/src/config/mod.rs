@@ -5,6 +5,7 @@
 pub mod duration;
 pub mod raw;
 pub mod redis_target;
+mod suggest;
 mod validate;
 
 use crate::entra::cloud::Cloud;
@@ -130,6 +131,8 @@ pub struct Server {
     /// Anonymous login starts per client address.
     pub login_rate: policy::ratelimit::Rate,
     pub max_pending_logins: usize,
+    /// One `access` log line per request (`server.access_log`, default on).
+    pub access_log: bool,
 }
 
 impl Server {
@@ -412,7 +415,13 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_yaml(&text).map_err(LoadError::Invalid)
+        Self::from_yaml(&text).map_err(|mut errors| {
+            // The YAML parser names its input `<input>`: say which file.
+            for e in &mut errors {
+                e.message = e.message.replace("<input>", &path.display().to_string());
+            }
+            LoadError::Invalid(errors)
+        })
     }
 
     pub fn from_yaml(text: &str) -> Result<Config, Vec<ConfigError>> {

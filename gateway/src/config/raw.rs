@@ -39,6 +39,8 @@ pub struct RawServer {
     pub login_rate: Option<RawLoginRate>,
     /// Sign-ins this instance keeps pending at once (added key).
     pub max_pending_logins: Option<u64>,
+    /// One log line per request, target `access` (added key).
+    pub access_log: Option<bool>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

@@ -12,6 +12,7 @@ mod edge;
 mod instances;
 mod keys_and_secrets;
 mod logout;
+mod logs;
 mod multitenant;
 mod portals;
 mod registration;
