@@ -324,8 +324,9 @@ struct Group(std::process::Child);
 
 impl Drop for Group {
     fn drop(&mut self) {
+        // `--`: without it a negative process-group id reads as a signal.
         let _ = Command::new("kill")
-            .args(["-KILL", &format!("-{}", self.0.id())])
+            .args(["-s", "KILL", "--", &format!("-{}", self.0.id())])
             .status();
         let _ = self.0.wait();
     }
@@ -414,6 +415,8 @@ async fn the_readmes_demo_command_reaches_the_demo_page() {
     // The login page, then "Use a local account" to the demo app itself.
     let b = Browser::new(&base, false);
     let r = b.get("/").await;
+    assert_eq!(r.status, 302, "{}", r.body);
+    let r = b.get(r.location().expect("to the login page")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("sign-in-microsoft"), "{}", r.body);
     let r = b.post_form("/auth/local", &[("rd".into(), "/".into())]).await;
