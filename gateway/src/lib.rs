@@ -2,6 +2,7 @@
 //! web application, as a Pingora reverse proxy.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod app;
 pub mod as_string;
 pub mod auth;

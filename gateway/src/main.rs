@@ -15,7 +15,7 @@ use std::process::ExitCode;
 )]
 struct Cli {
     /// Log format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, env = "ENTRA_GATEWAY_LOG_FORMAT")]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -66,7 +66,7 @@ enum Command {
     )]
     Demo {
         /// Where the gateway listens.
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        #[arg(long, default_value = "127.0.0.1:8080", env = "ENTRA_GATEWAY_DEMO_LISTEN")]
         listen: std::net::SocketAddr,
     },
     /// The built-in user directory.

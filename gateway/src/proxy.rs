@@ -11,9 +11,11 @@
 //! fail_to_connect           retry on the next address while there are untried ones
 //! upstream_request_filter   identity::headers::upstream_edits
 //! fail_to_proxy             upstream::Failure: 502/504 page or JSON, metric, log
-//! logging                   one metric per request (portal, outcome)
+//! logging                   one metric per request (portal, outcome) and
+//!                           one access line (access_log)
 //! ```
 
+use crate::access_log;
 use crate::app::App;
 use crate::auth;
 use crate::front::{self, Conn, Identity, Step, Verdict};
@@ -47,6 +49,8 @@ pub struct Ctx {
     app: Arc<App>,
     /// Counted until the request is done (the drain waits for it).
     _in_flight: InFlight,
+    /// When the request arrived (the access log's duration).
+    started: Instant,
     /// When the request was sent upstream (the latency metric's start).
     upstream_sent: Option<Instant>,
     /// Addresses tried for this request (connect failures move on).
@@ -55,6 +59,8 @@ pub struct Ctx {
     conn: Conn,
     outcome: Outcome,
     identity: Option<Identity>,
+    /// `X-Request-Id`: set once the request's peer is known.
+    request_id: Option<http::HeaderValue>,
 }
 
 type Session_ = pingora::proxy::Session;
@@ -136,12 +142,14 @@ impl ProxyHttp for GatewayProxy {
         Ctx {
             _in_flight: app.lifecycle.request(),
             app,
+            started: Instant::now(),
             upstream_sent: None,
             upstream_tries: 0,
             portal: None,
             conn: Conn::default(),
             outcome: Outcome::Error,
             identity: None,
+            request_id: None,
         }
     }
 
@@ -154,6 +162,10 @@ impl ProxyHttp for GatewayProxy {
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let req = session.req_header();
         ctx.conn = Conn::new(&app.config.server, peer, tls, &req.headers);
+        ctx.request_id = Some(access_log::request_id(
+            ctx.conn.trusted_peer,
+            req.headers.get(access_log::REQUEST_ID),
+        ));
         match front::route(app, req, req.raw_path(), &ctx.conn).await {
             Step::Respond(outcome, resp) => answer(session, ctx, outcome, resp).await,
             Step::Auth(cx) => {
@@ -258,6 +270,7 @@ impl ProxyHttp for GatewayProxy {
             https: ctx.conn.https,
             host: session.req_header().headers.get("host").and_then(|v| v.to_str().ok()),
             convenience: cfg.identity.convenience_headers,
+            request_id: ctx.request_id.as_ref(),
         };
         for edit in upstream_edits(&up.headers, &facts, ctx.identity.as_ref()) {
             match edit {
@@ -292,7 +305,7 @@ impl ProxyHttp for GatewayProxy {
         format!("{} {} Host: {}", req.method, req.uri.path(), host.unwrap_or(""))
     }
 
-    async fn logging(&self, _session: &mut Session_, e: Option<&pingora::Error>, ctx: &mut Ctx)
+    async fn logging(&self, session: &mut Session_, e: Option<&pingora::Error>, ctx: &mut Ctx)
     where
         Self::CTX: Send + Sync,
     {
@@ -303,5 +316,20 @@ impl ProxyHttp for GatewayProxy {
             ctx.outcome
         };
         ctx.app.request_counters.inc(ctx.portal, outcome);
+        if ctx.app.config.server.access_log && access_log::enabled() {
+            let portal = ctx.portal.map(|p| ctx.app.portal(p).name.as_str()).unwrap_or("");
+            let req = session.req_header();
+            access_log::write(&access_log::Entry {
+                request_id: ctx.request_id.as_ref(),
+                client_ip: ctx.conn.client_ip,
+                portal,
+                method: req.method.as_str(),
+                path: req.uri.path(),
+                status: session.response_written().map(|r| r.status.as_u16()),
+                outcome: outcome.label(),
+                duration: ctx.started.elapsed(),
+                user: ctx.identity.as_ref().map(|i| i.session.user_key.as_str()),
+            });
+        }
     }
 }

@@ -407,6 +407,13 @@ pub fn revoke_sessions(config: Config, user: Option<&str>, sid: Option<&str>) ->
             store.delete_session(id).await.map_err(store_err)?;
             store.publish_revocation(id).await.map_err(store_err)?;
         }
+        // Run by an operator, not a browser: no client address to record.
+        tracing::info!(
+            event = "revoke",
+            user = user.unwrap_or(""),
+            by_sid = sid.is_some(),
+            ended = ids.len()
+        );
         Ok(ids.len())
     })
 }

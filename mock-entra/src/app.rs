@@ -116,7 +116,7 @@ async fn handle(State(s): State<Arc<Inner>>, method: Method, uri: Uri, headers: 
         .as_object()
         .map(|m| {
             m.iter()
-                .map(|(k, v)| format!("<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(&v.to_string())))
+                .map(|(k, v)| format!("<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(&claim_text(k, v))))
                 .collect()
         })
         .unwrap_or_default();
@@ -129,11 +129,62 @@ async fn handle(State(s): State<Arc<Inner>>, method: Method, uri: Uri, headers: 
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Demo app</title>
 <style>body{{font:16px system-ui,sans-serif;max-width:760px;margin:2rem auto;padding:0 1rem}}table{{border-collapse:collapse}}th,td{{text-align:left;padding:.25rem .75rem;border-bottom:1px solid #ddd;font-size:.9rem}}</style></head>
 <body><h1 id="greeting">Hello, {name}</h1>
-<p>This page is the protected demo application. The gateway signed you in with (mock) Entra ID and told this app who you are in a signed assertion{ver}.</p>
+<p id="status">{status}</p>
 <table>{rows}</table>
 <p><a href="{logout}">Sign out</a></p></body></html>"#,
         name = esc(name),
-        ver = if verified { ", which it verified" } else { " (not present or not verified)" },
+        status = match (assertion, &error) {
+            (Some(_), None) => "This page is the protected demo application. The gateway signed you in with (mock) \
+                 Entra ID and told this app who you are in a signed assertion, which it verified."
+                .to_string(),
+            (Some(_), Some(e)) => format!(
+                "This page is the protected demo application. The gateway sent an assertion, but this app \
+                 could not verify it: {}.",
+                esc(e)
+            ),
+            (None, _) => "This page is the protected demo application. No SSO identity was sent with this \
+                 request (you chose to use a local account, or the path is public): the app sees an anonymous \
+                 visitor and would show its own login."
+                .to_string(),
+        },
     ))
     .into_response()
+}
+
+/// A claim as a person reads it: strings without JSON quotes, times
+/// (`exp`, `iat`, `nbf`, `auth_time`) as dates, anything else as JSON.
+fn claim_text(name: &str, v: &Value) -> String {
+    match (name, v) {
+        ("exp" | "iat" | "nbf" | "auth_time", Value::Number(n)) => match n.as_u64() {
+            Some(secs) => format!(
+                "{} ({secs})",
+                httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+            ),
+            None => n.to_string(),
+        },
+        (_, Value::String(s)) => s.clone(),
+        (_, Value::Array(items)) if items.iter().all(Value::is_string) => {
+            items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")
+        }
+        _ => v.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::claim_text;
+    use serde_json::json;
+
+    #[test]
+    fn claims_read_as_text() {
+        assert_eq!(claim_text("name", &json!("Alice Agent")), "Alice Agent");
+        assert_eq!(claim_text("exp", &json!(0)), "Thu, 01 Jan 1970 00:00:00 GMT (0)");
+        assert_eq!(
+            claim_text("iat", &json!(1_800_000_000u64)),
+            "Fri, 15 Jan 2027 08:00:00 GMT (1800000000)"
+        );
+        assert_eq!(claim_text("roles", &json!(["a", "b"])), "a, b");
+        assert_eq!(claim_text("n", &json!(3)), "3");
+        assert_eq!(claim_text("exp", &json!("soon")), "soon");
+    }
 }

@@ -8,10 +8,18 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde_json::json;
 
+/// As Entra answers: the description starts `AADSTSnnnn:` and the same
+/// number is in `error_codes`.
 pub(crate) fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    let codes: Vec<u32> = description
+        .strip_prefix("AADSTS")
+        .and_then(|d| d.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .into_iter()
+        .collect();
     (
         status,
-        axum::Json(json!({ "error": error, "error_description": description })),
+        axum::Json(json!({ "error": error, "error_description": description, "error_codes": codes })),
     )
         .into_response()
 }
@@ -86,12 +94,12 @@ pub(crate) fn login_form(s: &Inner, tenant: &str, p: &Params, message: Option<&s
 main{{background:#fff;padding:44px;width:min(440px,92vw);box-shadow:0 2px 6px rgba(0,0,0,.2)}}h1{{font-size:24px;font-weight:600}}
 input[type=email]{{width:100%;padding:6px 0;border:0;border-bottom:1px solid #666;font-size:15px}}
 #idSIButton9{{background:#0067b8;color:#fff;border:0;padding:6px 24px;margin-top:16px;float:right}}ul{{list-style:none;padding:0;clear:both;padding-top:16px}}
-.pick{{background:none;border:0;color:#0067b8;cursor:pointer;padding:4px 0;font:inherit}}.banner{{font-size:12px;color:#a4262c}}</style></head>
+form{{display:flow-root}}.pick{{background:none;border:0;color:#0067b8;cursor:pointer;padding:4px 0;font:inherit}}.banner{{font-size:12px;color:#a4262c}}</style></head>
 <body><main><p class="banner">Mock Entra ID — for demos and tests only</p><h1>Sign in</h1>{msg}
 <form method="post" action="{action}">{hidden}
 <input type="email" name="username" id="i0116" placeholder="Email, phone, or Skype" aria-label="Enter your email" autofocus>
 <input type="submit" id="idSIButton9" value="Next"></form>
-<form method="post" action="{action}">{hidden}<p>Or pick a test account:</p><ul>{users}</ul></form></main></body></html>"#
+<form method="post" action="{action}">{hidden}<p id="pick-test-account">Or pick a test account:</p><ul>{users}</ul></form></main></body></html>"#
     ))
     .into_response()
 }

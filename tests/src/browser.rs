@@ -142,6 +142,10 @@ pub struct Browser {
     idp_jar: Mutex<BTreeMap<String, String>>,
 }
 
+/// What every test browser says it is (browsers always send one; the
+/// gateway logs it with sign-ins and logouts).
+pub const USER_AGENT: &str = "Mozilla/5.0 (X11; Linux x86_64) e2e-browser/1";
+
 pub enum Kind {
     /// Top-level navigation (link, address bar).
     Navigate,
@@ -162,6 +166,7 @@ impl Browser {
         Browser {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                .user_agent(USER_AGENT)
                 .local_address(local)
                 .build()
                 .expect("client"),

@@ -63,7 +63,9 @@ pub async fn handle(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Res
                 .observe(started.elapsed().as_secs_f64());
             tracing::warn!(
                 event = "signin", result, reason = r.reason.code(), portal = %portal.name,
-                tid = r.tid.as_deref().unwrap_or("")
+                tid = r.tid.as_deref().unwrap_or(""),
+                client_ip = cx.client_ip.map(tracing::field::display),
+                user_agent = super::user_agent(req)
             );
             // The callback is always a top-level navigation (form_post).
             let mut resp = respond::refusal(r.reason, r.detail.as_deref(), Some(portal), true);
@@ -158,7 +160,7 @@ async fn complete(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Resul
             )
             .await
             .map_err(|e| {
-                tracing::warn!(event = "code_exchange_failed", error = %e);
+                tracing::warn!(event = "code_exchange_failed", error = %e, error_codes = %e.error_codes());
                 refuse(match e {
                     // Entra down or failing (5xx) is an outage, not a bad code:
                     // 503 with Retry-After, the user tries again.
@@ -227,7 +229,8 @@ async fn complete(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Resul
         .map_err(refuse)?;
     tracing::info!(
         event = "signin", result = "ok", portal = %portal.name, tid = %identity.tid,
-        oid = %identity.oid, remember_me = record.remember_me
+        oid = %identity.oid, remember_me = record.remember_me, user = %who.user_key,
+        client_ip = cx.client_ip.map(tracing::field::display), user_agent = super::user_agent(req)
     );
     Ok(resp)
 }

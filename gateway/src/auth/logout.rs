@@ -9,7 +9,7 @@ use crate::session::{Session, SessionKey};
 use bytes::Bytes;
 use http::{Method, Request};
 use policy::Reason;
-use policy::cookies::session_cookie_name;
+use policy::cookies::{local_cookie_name, session_cookie_name};
 use subtle::ConstantTimeEq;
 
 pub async fn handle(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Resp {
@@ -23,9 +23,10 @@ pub async fn handle(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Res
         None => None,
     };
     let Some((id, session)) = current else {
-        // Nothing to end: say so plainly (and clear a stale cookie).
+        // Nothing to end: say so plainly (and clear a stale cookie, and the
+        // "use a local account" choice: signing out leaves it too).
         let mut r = respond::redirect(303, &portal.path("/auth/logged-out"));
-        respond::add_cookie(&mut r, &respond::expired_cookie(cookie_name, cx.secure_cookies));
+        clear_cookies(&mut r, app, cx, portal, cookie_name);
         return r;
     };
 
@@ -46,7 +47,7 @@ pub async fn handle(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Res
             end_session_endpoint(app).map(url::Url::as_str),
         );
     }
-    end_session(app, cx, portal, &id, &session, cookie_name).await
+    end_session(app, req, cx, portal, &id, &session, cookie_name).await
 }
 
 /// Entra's end-session endpoint; none while discovery is pending (the
@@ -57,6 +58,7 @@ fn end_session_endpoint(app: &App) -> Option<&url::Url> {
 
 async fn end_session(
     app: &App,
+    req: &Request<Bytes>,
     cx: &RequestContext,
     portal: &Portal,
     id: &SessionKey,
@@ -78,7 +80,9 @@ async fn end_session(
         return respond::refusal(Reason::StoreUnavailable, None, Some(portal), true);
     }
     tracing::info!(
-        event = "logout", kind, portal = %portal.name, tid = %s.tid, oid = %s.oid, ended = ids.len()
+        event = "logout", kind, portal = %portal.name, tid = %s.tid, oid = %s.oid, ended = ids.len(),
+        user = %s.user_key, client_ip = cx.client_ip.map(tracing::field::display),
+        user_agent = super::user_agent(req)
     );
 
     let location = match (end_session_endpoint(app), slo) {
@@ -102,6 +106,15 @@ async fn end_session(
         _ => portal.path("/auth/logged-out"),
     };
     let mut r = respond::redirect(303, &location);
-    respond::add_cookie(&mut r, &respond::expired_cookie(cookie_name, cx.secure_cookies));
+    clear_cookies(&mut r, app, cx, portal, cookie_name);
     r
+}
+
+/// Signing out forgets the session and the "use a local account" choice: a
+/// browser that signed out is anonymous, not passed through to the app's
+/// own login.
+fn clear_cookies(r: &mut Resp, app: &App, cx: &RequestContext, portal: &Portal, session_cookie: String) {
+    let local = local_cookie_name(&app.config.session.cookie_name, &portal.name, cx.secure_cookies);
+    respond::add_cookie(r, &respond::expired_cookie(session_cookie, cx.secure_cookies));
+    respond::add_cookie(r, &respond::expired_cookie(local, cx.secure_cookies));
 }

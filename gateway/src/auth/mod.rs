@@ -92,6 +92,19 @@ pub fn navigation(method: &Method, h: &http::HeaderMap) -> bool {
 }
 
 /// Query or form parameters (the first of each name wins).
+/// The browser's `User-Agent` for sign-in and logout log lines: enough to
+/// tell devices apart, bounded so a client cannot flood the log.
+pub fn user_agent(req: &Request<Bytes>) -> &str {
+    const MAX: usize = 256;
+    let ua = req
+        .headers()
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    // `to_str` only accepts visible ASCII: any byte index is a char boundary.
+    &ua[..ua.len().min(MAX)]
+}
+
 pub fn params(req: &Request<Bytes>) -> Vec<(String, String)> {
     let mut out = query_params(req);
     out.extend(form_params(req));

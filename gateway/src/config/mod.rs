@@ -5,6 +5,7 @@
 pub mod duration;
 pub mod raw;
 pub mod redis_target;
+mod suggest;
 mod validate;
 
 use crate::entra::cloud::Cloud;
@@ -136,6 +137,8 @@ pub struct Server {
     pub drain_timeout: Duration,
     /// Then, with the listener closed: how long in-flight requests may take.
     pub shutdown_timeout: Duration,
+    /// One `access` log line per request (`server.access_log`, default on).
+    pub access_log: bool,
 }
 
 impl Server {
@@ -451,7 +454,13 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_yaml(&text).map_err(LoadError::Invalid)
+        Self::from_yaml(&text).map_err(|mut errors| {
+            // The YAML parser names its input `<input>`: say which file.
+            for e in &mut errors {
+                e.message = e.message.replace("<input>", &path.display().to_string());
+            }
+            LoadError::Invalid(errors)
+        })
     }
 
     pub fn from_yaml(text: &str) -> Result<Config, Vec<ConfigError>> {

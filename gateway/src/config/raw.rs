@@ -41,6 +41,8 @@ pub struct RawServer {
     pub max_pending_logins: Option<u64>,
     pub drain_timeout: Option<String>,
     pub shutdown_timeout: Option<String>,
+    /// One log line per request, target `access` (added key).
+    pub access_log: Option<bool>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }

@@ -40,7 +40,10 @@ impl Ctx<'_> {
             } else {
                 format!("{prefix}.{key}")
             };
-            self.err(path, "unknown key");
+            match super::suggest::nearest(prefix, key) {
+                Some(near) => self.err(path, format!("unknown key (did you mean `{near}`?)")),
+                None => self.err(path, "unknown key"),
+            }
         }
     }
 
@@ -357,6 +360,7 @@ fn server(cx: &mut Ctx<'_>, r: RawServer) -> Server {
         insecure_dev_cookies: r.insecure_dev_cookies,
         login_rate,
         max_pending_logins,
+        access_log: r.access_log.unwrap_or(true),
     }
 }
 

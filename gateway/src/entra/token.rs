@@ -12,8 +12,15 @@ struct TokenResponse {
 pub enum ExchangeError {
     #[error("token endpoint unreachable: {0}")]
     Unreachable(String),
-    #[error("token endpoint refused the code: HTTP {status} {error}")]
-    Refused { status: u16, error: String },
+    /// Entra's `error` and `error_codes` (the AADSTS numbers that
+    /// troubleshooting guides are keyed by); never its description, which
+    /// may echo input.
+    #[error("token endpoint refused the code: HTTP {status} {error}{}", aadsts_suffix(.codes))]
+    Refused {
+        status: u16,
+        error: String,
+        codes: Vec<u32>,
+    },
     #[error("token endpoint answered without an id_token")]
     NoIdToken,
     #[error("{0}")]
@@ -23,6 +30,36 @@ pub enum ExchangeError {
 #[derive(Deserialize)]
 struct ErrorBody {
     error: Option<String>,
+    #[serde(default)]
+    error_codes: Vec<u32>,
+}
+
+/// `AADSTS70008, AADSTS50148` (empty when Entra sent no codes).
+fn aadsts(codes: &[u32]) -> String {
+    codes
+        .iter()
+        .map(|c| format!("AADSTS{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// ` (AADSTS70008)` after the error, or nothing.
+fn aadsts_suffix(codes: &[u32]) -> String {
+    if codes.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", aadsts(codes))
+    }
+}
+
+impl ExchangeError {
+    /// The AADSTS codes of a refusal, comma-separated (empty otherwise).
+    pub fn error_codes(&self) -> String {
+        match self {
+            ExchangeError::Refused { codes, .. } => aadsts(codes),
+            _ => String::new(),
+        }
+    }
 }
 
 pub struct CodeExchange<'a> {
@@ -62,16 +99,21 @@ pub async fn exchange(http: &reqwest::Client, x: CodeExchange<'_>) -> Result<Str
         .await
         .map_err(|e| ExchangeError::Unreachable(e.without_url().to_string()))?;
     if !(200..300).contains(&status) {
-        // Only the OAuth error code is kept: descriptions may echo input.
-        let error = serde_json::from_slice::<ErrorBody>(&bytes)
-            .ok()
+        // Only the OAuth error code and the AADSTS numbers are kept:
+        // descriptions may echo input.
+        let body = serde_json::from_slice::<ErrorBody>(&bytes).ok();
+        let codes = body
+            .as_ref()
+            .map(|b| b.error_codes.iter().take(8).copied().collect())
+            .unwrap_or_default();
+        let error = body
             .and_then(|b| b.error)
             .unwrap_or_default()
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
             .take(64)
             .collect();
-        return Err(ExchangeError::Refused { status, error });
+        return Err(ExchangeError::Refused { status, error, codes });
     }
     serde_json::from_slice::<TokenResponse>(&bytes)
         .ok()

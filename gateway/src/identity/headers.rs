@@ -15,6 +15,7 @@ pub const NAME: &str = "x-auth-name";
 pub const OID: &str = "x-auth-oid";
 pub const TID: &str = "x-auth-tid";
 pub const PORTAL: &str = "x-auth-portal";
+pub const REQUEST_ID: &str = crate::access_log::REQUEST_ID;
 
 /// Names of every client-sent header that must not reach the app (see
 /// `policy::headers`): identity headers in any spelling, names with `_`
@@ -48,6 +49,9 @@ pub struct Upstream<'a> {
     pub host: Option<&'a str>,
     /// `identity.convenience_headers`.
     pub convenience: bool,
+    /// This request's id (see `access_log::request_id`): replaces whatever
+    /// `X-Request-Id` the client sent.
+    pub request_id: Option<&'a HeaderValue>,
 }
 
 /// Every change that turns the client's headers into the app's.
@@ -114,6 +118,9 @@ pub fn upstream_edits(headers: &HeaderMap, u: &Upstream<'_>, identity: Option<&I
     match fwd_host.and_then(value) {
         Some(h) => edits.push(Edit::Set(HeaderName::from_static("x-forwarded-host"), h)),
         None => edits.push(Edit::Remove(HeaderName::from_static("x-forwarded-host"))),
+    }
+    if let Some(id) = u.request_id {
+        edits.push(Edit::Set(HeaderName::from_static(REQUEST_ID), id.clone()));
     }
     if let Some(id) = identity {
         let s = &id.session;
@@ -215,6 +222,7 @@ mod tests {
             https: true,
             host: Some("halo.example.com"),
             convenience: true,
+            request_id: None,
         }
     }
 
@@ -257,6 +265,23 @@ mod tests {
             e.contains(&"-cookie".to_string()) && !e.iter().any(|x| x.starts_with("cookie:")),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn the_gateways_request_id_replaces_the_clients() {
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", "spoofed".parse().unwrap());
+        let id = HeaderValue::from_static("0123456789abcdef0123456789abcdef");
+        let with = Upstream {
+            request_id: Some(&id),
+            ..facts(false)
+        };
+        let e = names(&upstream_edits(&h, &with, None));
+        assert!(
+            e.contains(&"x-request-id: 0123456789abcdef0123456789abcdef".to_string()),
+            "{e:?}"
+        );
+        assert!(!e.iter().any(|x| x.contains("spoofed")), "{e:?}");
     }
 
     #[test]

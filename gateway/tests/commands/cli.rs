@@ -129,6 +129,35 @@ fn unreadable_or_unparsable_files_exit_2() {
     std::fs::write(&f, "server: [unclosed").unwrap();
     let out = bin().arg("check-config").arg("--config").arg(&f).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+    // A syntax error names the file, with the line and column.
+    std::fs::write(&f, "server:\n  listen: \"a\n").unwrap();
+    let out = bin().arg("check-config").arg("--config").arg(&f).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:2:", f.display())), "{err}");
+    assert!(!err.contains("<input>"), "{err}");
+}
+
+#[test]
+fn an_unknown_key_gets_the_nearest_valid_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("typos.yaml");
+    let example = std::fs::read_to_string(example()).unwrap();
+    let typos = example
+        .replace("  trusted_proxies:", "  trusted_proxy:")
+        .replace("\nsession:", "\nsesion:")
+        .replace("server:", "server:\n  zzz_nothing_like_it: 1");
+    std::fs::write(&f, typos).unwrap();
+    let out = bin().arg("check-config").arg("--config").arg(&f).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "server.trusted_proxy: unknown key (did you mean `trusted_proxies`?)",
+        "sesion: unknown key (did you mean `session`?)",
+        "server.zzz_nothing_like_it: unknown key\n",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in\n{err}");
+    }
 }
 
 /// 2FA without its key would have nowhere safe to keep TOTP secrets: a

@@ -77,8 +77,22 @@ async fn sign_in_through_the_login_page(c: &fantoccini::Client, base: &str, reme
         .for_element(Locator::Id("i0116"))
         .await
         .expect("mock Entra form");
+    // "Or pick a test account" starts its own row, below the floated "Next".
+    let next = c.find(Locator::Id("idSIButton9")).await.unwrap();
+    let (_, next_y, _, next_h) = next.rectangle().await.unwrap();
+    let (_, pick_y, _, _) = c
+        .find(Locator::Id("pick-test-account"))
+        .await
+        .unwrap()
+        .rectangle()
+        .await
+        .unwrap();
+    assert!(
+        pick_y >= next_y + next_h,
+        "the test-account line is below Next ({pick_y} < {next_y} + {next_h})"
+    );
     field.send_keys("alice@contoso.example").await.unwrap();
-    c.find(Locator::Id("idSIButton9")).await.unwrap().click().await.unwrap();
+    next.click().await.unwrap();
     let greeting = c
         .wait()
         .at_most(Duration::from_secs(10))
@@ -113,6 +127,18 @@ async fn chromium_signs_in_through_the_demo() {
     assert!(
         body.contains("which it verified"),
         "the app verified the assertion: {body}"
+    );
+    // Claims as a person reads them: no JSON quotes, times as dates.
+    let cells = c.find_all(Locator::Css("td")).await.unwrap();
+    let mut texts = Vec::new();
+    for cell in cells {
+        texts.push(cell.text().await.unwrap());
+    }
+    assert!(texts.iter().any(|t| t == "Alice Agent"), "{texts:?}");
+    assert!(!texts.iter().any(|t| t.starts_with('"')), "{texts:?}");
+    assert!(
+        texts.iter().filter(|t| t.contains(" GMT (")).count() >= 2,
+        "exp and iat readable: {texts:?}"
     );
     std::fs::write(artifacts().join("demo-signed-in.png"), c.screenshot().await.unwrap()).unwrap();
     let session = c.get_named_cookie("entra_gw_agent").await.expect("session cookie");
@@ -188,6 +214,38 @@ async fn chromium_uses_a_local_account() {
         "no identity: the app's own login applies"
     );
     assert_eq!(c.current_url().await.unwrap().as_str(), format!("{base}/tickets"));
+    let status = c.find(Locator::Id("status")).await.unwrap().text().await.unwrap();
+    assert!(status.contains("No SSO identity was sent"), "{status}");
+    assert!(!status.contains("signed you in"), "{status}");
+    assert!(
+        c.get_named_cookie("entra_gw_local_agent").await.is_ok(),
+        "the local-account choice is a cookie"
+    );
+
+    // "Sign out" there forgets the choice: the browser is anonymous again.
+    c.find(Locator::LinkText("Sign out"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let h1 = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("h1"))
+        .await
+        .unwrap();
+    assert_eq!(h1.text().await.unwrap(), "You are signed out");
+    assert!(
+        c.get_named_cookie("entra_gw_local_agent").await.is_err(),
+        "no local-account cookie after signing out"
+    );
+    c.goto(&format!("{base}/tickets")).await.unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("sign-in-microsoft"))
+        .await
+        .expect("signed out: the login page again, not the app");
     c.close().await.unwrap();
 }
 
@@ -327,6 +385,122 @@ async fn chromium_enrols_in_two_factor_through_the_qr_page() {
         .expect("the app");
     assert_eq!(greeting.text().await.unwrap(), "Hello, Alice Agent");
     let body = c.find(Locator::Css("body")).await.unwrap().text().await.unwrap();
-    assert!(body.contains("\"totp\""), "the app is told mfa: totp: {body}");
+    assert!(
+        body.lines().any(|l| l.contains("mfa") && l.contains("totp")),
+        "the app is told mfa: totp: {body}"
+    );
     c.close().await.unwrap();
+}
+
+/// Kills the README command's whole process group (`./dev` → cargo → the
+/// gateway) however the test ends.
+struct Group(std::process::Child);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // `--`: without it a negative process-group id reads as a signal.
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// The README's first code block names the demo command: run exactly that
+/// line (from the repository root, through bash) and reach the demo app.
+/// Only the address differs, through `ENTRA_GATEWAY_DEMO_LISTEN` (a free
+/// port instead of 8080). The build is done by then: cargo only checks it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readmes_demo_command_reaches_the_demo_page() {
+    use std::os::unix::process::CommandExt;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let block = readme.split("```").nth(1).expect("README has a code block");
+    let command = block
+        .lines()
+        .skip(1)
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .find(|l| l.split_whitespace().any(|w| w == "demo"))
+        .expect("the first code block has a demo command")
+        .to_string();
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("demo.log");
+    let out = std::fs::File::create(&log).expect("log");
+    // A user's shell, not cargo test's: variables cargo sets for the test
+    // process would make that cargo rebuild the dependencies (and the next
+    // `cargo test` rebuild them back).
+    let mut cmd = Command::new("bash");
+    cmd.env_clear();
+    for var in [
+        "PATH",
+        "HOME",
+        "USER",
+        "LANG",
+        "TERM",
+        "RUSTUP_HOME",
+        "RUSTUP_TOOLCHAIN",
+        "CARGO_HOME",
+    ] {
+        if let Some(v) = std::env::var_os(var) {
+            cmd.env(var, v);
+        }
+    }
+    let child = cmd
+        .arg("-c")
+        .arg(&command)
+        .current_dir(root)
+        .env("ENTRA_GATEWAY_DEMO_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CARGO_NET_OFFLINE", "true")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("log"))
+        .stderr(out)
+        .process_group(0)
+        .spawn()
+        .expect("bash");
+    let mut demo = Group(child);
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let base = format!("http://127.0.0.1:{port}");
+    let start = std::time::Instant::now();
+    loop {
+        if let Ok(r) = reqwest::get(format!("{base}/healthz")).await
+            && r.status().is_success()
+        {
+            break;
+        }
+        if let Ok(Some(status)) = demo.0.try_wait() {
+            panic!("`{command}` exited with {status}:\n{}", read_log());
+        }
+        // Bounded: the build is done by then, cargo only checks it.
+        assert!(
+            !read_log().contains("Compiling "),
+            "`{command}` started compiling: build the workspace first:\n{}",
+            read_log()
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "`{command}` did not serve the demo within 3 minutes:\n{}",
+            read_log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The login page, then "Use a local account" to the demo app itself.
+    let b = Browser::new(&base, false);
+    let r = b.get("/").await;
+    assert_eq!(r.status, 302, "{}", r.body);
+    let r = b.get(r.location().expect("to the login page")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("sign-in-microsoft"), "{}", r.body);
+    let r = b.post_form("/auth/local", &[("rd".into(), "/".into())]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = b.get("/").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("protected demo application"), "{}", r.body);
+    assert!(
+        read_log().contains("alice@contoso.example"),
+        "the demo prints its accounts:\n{}",
+        read_log()
+    );
 }

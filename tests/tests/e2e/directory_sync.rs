@@ -151,7 +151,10 @@ async fn sync_pages_binds_renames_disables_prunes_and_the_user_signs_in_by_uniqu
         "{s}"
     );
     let rows = list(&h);
-    assert!(rows[1].ends_with("\tfalse\tfalse"), "without --prune nothing goes: {rows:?}");
+    assert!(
+        rows[1].ends_with("\tfalse\tfalse"),
+        "without --prune nothing goes: {rows:?}"
+    );
     assert!(rows[0].contains("\tZoë Renamed\t"), "{rows:?}");
     assert!(rows[2].ends_with("\ttrue\tfalse"), "{rows:?}");
     // A disabled record is refused at sign-in.

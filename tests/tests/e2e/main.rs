@@ -14,6 +14,7 @@ mod instances;
 mod keys_and_secrets;
 mod lifecycle;
 mod logout;
+mod logs;
 mod monitoring;
 mod multitenant;
 mod portals;

@@ -302,6 +302,10 @@ async fn nothing_secret_reaches_the_log() {
         log.contains("code_exchange_failed"),
         "the refusal is logged with its reason:\n{log}"
     );
+    assert!(
+        log.contains("AADSTS70008"),
+        "with Entra's error code (the troubleshooting key):\n{log}"
+    );
     let login_secret = login_cookie.split_once('.').unwrap().1.to_string();
     for (what, secret) in [
         ("session id", session.as_str()),
