@@ -409,7 +409,10 @@ impl Drop for Group {
 /// The README's first code block names the demo command: run exactly that
 /// line (from the repository root, through bash) and reach the demo app.
 /// Only the address differs, through `ENTRA_GATEWAY_DEMO_LISTEN` (a free
-/// port instead of 8080). The build is done by then: cargo only checks it.
+/// port instead of 8080). `cargo run` builds only the gateway's own feature
+/// set, which the workspace's test build does not share (dev-dependencies
+/// unify features across the workspace), so the first run compiles part of
+/// the dependency tree again: bounded, but generously.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_readmes_demo_command_reaches_the_demo_page() {
     use std::os::unix::process::CommandExt;
@@ -465,7 +468,7 @@ async fn the_readmes_demo_command_reaches_the_demo_page() {
     let base = format!("http://127.0.0.1:{port}");
     let start = std::time::Instant::now();
     loop {
-        if let Ok(r) = reqwest::get(format!("{base}/healthz")).await
+        if let Ok(r) = reqwest::get(format!("{base}/.well-known/entra-gateway/healthz")).await
             && r.status().is_success()
         {
             break;
@@ -473,15 +476,9 @@ async fn the_readmes_demo_command_reaches_the_demo_page() {
         if let Ok(Some(status)) = demo.0.try_wait() {
             panic!("`{command}` exited with {status}:\n{}", read_log());
         }
-        // Bounded: the build is done by then, cargo only checks it.
         assert!(
-            !read_log().contains("Compiling "),
-            "`{command}` started compiling: build the workspace first:\n{}",
-            read_log()
-        );
-        assert!(
-            start.elapsed() < Duration::from_secs(180),
-            "`{command}` did not serve the demo within 3 minutes:\n{}",
+            start.elapsed() < Duration::from_secs(900),
+            "`{command}` did not serve the demo within 15 minutes:\n{}",
             read_log()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
