@@ -145,7 +145,28 @@ impl SessionStore for RedisStore {
 
     async fn delete_session(&self, id: &SessionKey) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
-        c.del::<_, ()>(self.session_key(id)).await.map_err(unavailable)
+        // GETDEL: the record names the indexes that list this session.
+        let raw: Option<String> = redis::cmd("GETDEL")
+            .arg(self.session_key(id))
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        let Some(s) = codec::decode::<Session>(raw, Kind::Session) else {
+            return Ok(());
+        };
+        // Out of its indexes too, so a set (one per ID-token sid: one per
+        // sign-in) does not outlive its last session by the session
+        // lifetime. Best effort: a member left behind is pruned on read and
+        // goes with the set's expiry. Redis drops a set emptied this way.
+        let member = id.to_hex();
+        let mut indexes = vec![self.user_key(&s.user_key)];
+        if let Some(sid) = &s.sid {
+            indexes.push(self.sid_key(sid));
+        }
+        for k in indexes {
+            let _: Result<(), _> = c.srem(k, &member).await;
+        }
+        Ok(())
     }
 
     async fn sessions_by_sid(&self, sid: &str) -> Result<Vec<SessionKey>, StoreError> {

@@ -279,3 +279,26 @@ async fn a_stored_session_that_cannot_be_read_means_sign_in_again_not_503() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_logout_leaves_no_index_behind_in_redis() {
+    // One sid index per sign-in: left behind, they would pile up for the
+    // session lifetime (bench/soak showed one per logout).
+    let (redis, h) = with_redis().await;
+    let keys = |pattern: &str| {
+        redis
+            .cli(&["--scan", "--pattern", pattern])
+            .lines()
+            .filter(|l| !l.is_empty())
+            .count()
+    };
+    for _ in 0..3 {
+        let b = h.signed_in("alice@contoso.example").await;
+        assert_eq!(keys("*sid:*"), 1, "indexed while signed in");
+        assert_eq!(keys("*user:*"), 1);
+        assert_eq!(b.get("/auth/logout").await.status, 303);
+        assert_eq!(keys("*s:{*}"), 0, "the session is gone");
+        assert_eq!(keys("*sid:*"), 0, "and so is its sid index");
+        assert_eq!(keys("*user:*"), 0, "and the user's");
+    }
+}
