@@ -54,6 +54,8 @@ properties!(
     params_first_value_wins,
     expand_any_input,
     expand_replaces_exactly,
+    remembered_any_input,
+    request_id_any_input,
 );
 
 fn pieces(tokens: &'static [&'static str], max: usize) -> impl Strategy<Value = String> {
@@ -406,4 +408,69 @@ fn expand_replaces_exactly(cases: u32) {
             Ok(())
         },
     );
+}
+
+/// The "don't ask again" cookie is client input: whatever a browser sends,
+/// reading it never panics and never lets anyone skip the step; a cookie the
+/// gateway signed works for its user only, and one flipped byte voids it.
+fn remembered_any_input(cases: u32) {
+    use crate::config::{Secret, TwoFactor, TwoFactorRequired};
+    let settings = TwoFactor {
+        required_for: TwoFactorRequired::Everyone,
+        listed_users: vec![],
+        bypass_with_sso: false,
+        dont_ask_again: true,
+        dont_ask_again_days: 30,
+        encryption_key: Some(Secret::new("0123456789abcdef0123456789abcdef".into())),
+    };
+    let f = crate::two_factor::Factors::new(&settings, std::sync::Arc::new(crate::session::MemoryStore::new()));
+    let signed = f.remember_cookie("ann", 1, 2_000).expect("signs");
+    let any = prop_oneof![
+        any::<String>(),
+        pieces(&[".", "e30", "eyJ1IjoiYW5uIn0", "-", "_", "=", "a"], 12),
+        (0..signed.len(), any::<u8>()).prop_map({
+            let signed = signed.clone();
+            move |(i, b)| {
+                let mut v = signed.clone().into_bytes();
+                v[i] = if v[i] == b { b.wrapping_add(1) } else { b };
+                String::from_utf8_lossy(&v).into_owned()
+            }
+        }),
+    ];
+    run(cases, any, |value| {
+        prop_assert!(
+            !f.remembered(&value, "ann", 1, 1_000),
+            "{value:?} is not the signed cookie"
+        );
+        prop_assert!(f.remembered(&signed, "ann", 1, 1_000));
+        prop_assert!(!f.remembered(&signed, "bob", 1, 1_000));
+        Ok(())
+    });
+}
+
+/// `X-Request-Id` is client input that reaches the app and the log: from an
+/// untrusted peer it is always replaced; from a trusted one, kept only when
+/// it is a short run of visible ASCII without spaces, quotes or backslashes.
+fn request_id_any_input(cases: u32) {
+    use crate::access_log::request_id;
+    run(cases, (any::<bool>(), header_bytes()), |(trusted, bytes)| {
+        let Ok(sent) = HeaderValue::from_bytes(&bytes) else {
+            return Ok(());
+        };
+        let id = request_id(trusted, Some(&sent));
+        let b = id.as_bytes();
+        prop_assert!(!b.is_empty() && b.len() <= 128);
+        prop_assert!(
+            b.iter().all(|c| c.is_ascii_graphic() && !b"\"\\' ".contains(c)),
+            "{id:?}"
+        );
+        if !trusted || id != sent {
+            prop_assert_eq!(b.len(), 32);
+            prop_assert!(b.iter().all(|c| c.is_ascii_hexdigit()));
+        }
+        if !trusted {
+            prop_assert_ne!(&id, &sent, "an untrusted peer's id is never kept");
+        }
+        Ok(())
+    });
 }
