@@ -250,6 +250,8 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(build);
 pub struct RequestCounters {
     /// `[portal + 1][outcome]`; row 0 is "no portal".
     rows: Vec<(String, Box<[OnceLock<IntCounter>]>)>,
+    /// `[portal + 1]`: the upstream latency histogram of each row, likewise.
+    latency: Box<[OnceLock<prometheus::Histogram>]>,
 }
 
 impl RequestCounters {
@@ -258,8 +260,19 @@ impl RequestCounters {
             let cells = (0..Outcome::ALL.len()).map(|_| OnceLock::new()).collect();
             (name.to_string(), cells)
         };
+        let rows: Vec<_> = std::iter::once(row("")).chain(portals.into_iter().map(row)).collect();
         RequestCounters {
-            rows: std::iter::once(row("")).chain(portals.into_iter().map(row)).collect(),
+            latency: rows.iter().map(|_| OnceLock::new()).collect(),
+            rows,
+        }
+    }
+
+    /// `upstream_latency_seconds{portal}`: from sending upstream to its response header.
+    pub fn observe_upstream(&self, portal: Option<usize>, secs: f64) {
+        let row = portal.map_or(0, |p| p + 1);
+        if let (Some((name, _)), Some(cell)) = (self.rows.get(row), self.latency.get(row)) {
+            cell.get_or_init(|| METRICS.upstream_latency.with_label_values(&[name.as_str()]))
+                .observe(secs);
         }
     }
 
@@ -294,5 +307,10 @@ mod tests {
         t.inc(Some(7), Outcome::Forwarded); // no such portal: ignored, no panic
         assert_eq!(get("t-portal", Outcome::Forwarded), before.0 + 2);
         assert_eq!(get("", Outcome::NoPortal), before.1 + 1);
+        let count = |p: &str| METRICS.upstream_latency.with_label_values(&[p]).get_sample_count();
+        let before = count("t-agent");
+        t.observe_upstream(Some(0), 0.01);
+        t.observe_upstream(Some(9), 0.01); // ignored, no panic
+        assert_eq!(count("t-agent"), before + 1);
     }
 }

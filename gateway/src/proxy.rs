@@ -288,11 +288,8 @@ impl ProxyHttp for GatewayProxy {
         Self::CTX: Send + Sync,
     {
         if let Some(sent) = ctx.upstream_sent {
-            let portal = ctx.portal.map(|p| ctx.app.portal(p).name.as_str()).unwrap_or("");
-            METRICS
-                .upstream_latency
-                .with_label_values(&[portal])
-                .observe(sent.elapsed().as_secs_f64());
+            let secs = sent.elapsed().as_secs_f64();
+            ctx.app.request_counters.observe_upstream(ctx.portal, secs);
         }
         Ok(())
     }

@@ -33,7 +33,10 @@ pub fn headers_to_drop(headers: &HeaderMap, rules: &HeaderRules<'_>) -> Vec<http
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Edit {
     Remove(HeaderName),
-    Set(HeaderName, HeaderValue),
+    /// The name as written on the wire to the app. A static string, not a
+    /// `HeaderName`: Pingora keeps each header's spelling beside the map and
+    /// copies a `HeaderName` into a new buffer to get it, per header and request.
+    Set(&'static str, HeaderValue),
 }
 
 /// What the upstream request's headers depend on besides the request's own.
@@ -89,7 +92,8 @@ pub fn upstream_edits(headers: &HeaderMap, u: &Upstream<'_>, identity: Option<&I
             .then_some(kept)
             .and_then(|k| HeaderValue::try_from(k).ok())
         {
-            edits.push(Edit::Set(http::header::COOKIE, v));
+            // Spelled as Pingora spells the standard name (what the app got before).
+            edits.push(Edit::Set("Cookie", v));
         }
     }
     // X-Forwarded-*: trusted proxies' values are extended, others replaced.
@@ -108,7 +112,7 @@ pub fn upstream_edits(headers: &HeaderMap, u: &Upstream<'_>, identity: Option<&I
     }
     set(&mut edits, "x-forwarded-for", xff);
     edits.push(Edit::Set(
-        HeaderName::from_static("x-forwarded-proto"),
+        "x-forwarded-proto",
         HeaderValue::from_static(if u.https { "https" } else { "http" }),
     ));
     let fwd_host = match (trusted, get("x-forwarded-host")) {
@@ -116,15 +120,15 @@ pub fn upstream_edits(headers: &HeaderMap, u: &Upstream<'_>, identity: Option<&I
         _ => u.host,
     };
     match fwd_host.and_then(value) {
-        Some(h) => edits.push(Edit::Set(HeaderName::from_static("x-forwarded-host"), h)),
+        Some(h) => edits.push(Edit::Set("x-forwarded-host", h)),
         None => edits.push(Edit::Remove(HeaderName::from_static("x-forwarded-host"))),
     }
     if let Some(id) = u.request_id {
-        edits.push(Edit::Set(HeaderName::from_static(REQUEST_ID), id.clone()));
+        edits.push(Edit::Set(REQUEST_ID, id.clone()));
     }
     if let Some(id) = identity {
         let s = &id.session;
-        edits.push(Edit::Set(HeaderName::from_static(ASSERTION), id.assertion.clone()));
+        edits.push(Edit::Set(ASSERTION, id.assertion.clone()));
         if !u.convenience {
             return edits;
         }
@@ -150,7 +154,7 @@ fn value(v: impl AsRef<str>) -> Option<HeaderValue> {
 
 fn set(edits: &mut Vec<Edit>, name: &'static str, v: String) {
     if let Ok(v) = HeaderValue::try_from(v) {
-        edits.push(Edit::Set(HeaderName::from_static(name), v));
+        edits.push(Edit::Set(name, v));
     }
 }
 
@@ -205,7 +209,7 @@ mod tests {
             .iter()
             .map(|e| match e {
                 Edit::Remove(n) => format!("-{n}"),
-                Edit::Set(n, v) => format!("{n}: {}", v.to_str().unwrap()),
+                Edit::Set(n, v) => format!("{}: {}", n.to_ascii_lowercase(), v.to_str().unwrap()),
             })
             .collect()
     }

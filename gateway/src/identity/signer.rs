@@ -6,7 +6,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignerError {
@@ -16,8 +15,10 @@ pub enum SignerError {
     Sign(String),
 }
 
-/// Claims of the assertion (SPEC §5).
-#[derive(Debug, Serialize)]
+/// Claims of the assertion (SPEC §5): the reference the hand-written
+/// [`write_payload`] is checked against, byte for byte.
+#[cfg(test)]
+#[derive(Debug, serde::Serialize)]
 pub struct AssertionClaims<'a> {
     pub iss: &'a str,
     pub aud: &'a str,
@@ -123,36 +124,25 @@ impl AssertionSigner {
         self.lifetime_secs
     }
 
-    fn claims<'a>(&'a self, s: &'a Session, iat: i64, exp: i64) -> AssertionClaims<'a> {
-        AssertionClaims {
-            iss: &self.issuer,
-            aud: &self.audience,
-            exp,
-            iat,
-            sub: format!("{}:{}", s.tid, s.oid),
-            tid: s.tid.as_str(),
-            oid: &s.oid,
-            email: s.email.as_deref(),
-            name: s.name.as_deref(),
-            portal: s.portal_kind.as_str(),
-            client: s.client.as_deref(),
-            sid: s.sid.as_deref(),
-            amr: vec!["sso"],
-            // `pending` never reaches here: a pending session gets no assertion.
-            mfa: s.mfa.as_str(),
-            new_user: s.new_user,
-        }
-    }
-
     /// `header.payload` of the assertion for `s` issued at `iat`.
     fn signing_input(&self, s: &Session, iat: i64, exp: i64) -> Result<String, SignerError> {
-        let payload = serde_json::to_vec(&self.claims(s, iat, exp)).map_err(|e| SignerError::Sign(e.to_string()))?;
-        let mut out =
-            String::with_capacity(self.header_b64.len() + 1 + payload.len() * 4 / 3 + 4 + 1 + SIGNATURE_B64_LEN);
-        out.push_str(&self.header_b64);
-        out.push('.');
-        URL_SAFE_NO_PAD.encode_string(payload, &mut out);
-        Ok(out)
+        // Rendered on every authenticated request: the payload goes into a
+        // buffer this thread reuses, and from there base64 straight into the
+        // one allocation the request keeps.
+        thread_local! {
+            static PAYLOAD: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(512));
+        }
+        PAYLOAD.with_borrow_mut(|payload| {
+            payload.clear();
+            write_payload(payload, &self.issuer, &self.audience, s, iat, exp)?;
+            let mut out = String::with_capacity(
+                self.header_b64.len() + 1 + payload.len().div_ceil(3) * 4 + 1 + SIGNATURE_B64_LEN,
+            );
+            out.push_str(&self.header_b64);
+            out.push('.');
+            URL_SAFE_NO_PAD.encode_string(&payload[..], &mut out);
+            Ok(out)
+        })
     }
 
     /// Signs the assertion for `s`: what [`render`](Self::render) needs to
@@ -184,6 +174,65 @@ impl AssertionSigner {
         jwt.push_str(std::str::from_utf8(&signed.signature).map_err(|e| SignerError::Sign(e.to_string()))?);
         Ok(jwt)
     }
+}
+
+/// The assertion's claims (SPEC §5) as JSON, in the order and spelling
+/// serde gives `AssertionClaims` (a test holds the two byte-equal), without
+/// serde's per-field machinery and the claim set's own allocations. Strings
+/// are escaped by serde_json itself.
+fn write_payload(out: &mut Vec<u8>, iss: &str, aud: &str, s: &Session, iat: i64, exp: i64) -> Result<(), SignerError> {
+    use std::io::Write;
+    fn string(out: &mut Vec<u8>, v: &str) -> Result<(), SignerError> {
+        serde_json::to_writer(out, v).map_err(|e| SignerError::Sign(e.to_string()))
+    }
+    fn optional(out: &mut Vec<u8>, v: Option<&str>) -> Result<(), SignerError> {
+        match v {
+            Some(v) => string(out, v),
+            None => {
+                out.extend_from_slice(b"null");
+                Ok(())
+            }
+        }
+    }
+    let io = |e: std::io::Error| SignerError::Sign(e.to_string());
+    out.extend_from_slice(b"{\"iss\":");
+    string(out, iss)?;
+    out.extend_from_slice(b",\"aud\":");
+    string(out, aud)?;
+    write!(out, ",\"exp\":{exp},\"iat\":{iat},\"sub\":").map_err(io)?;
+    // `tid:oid`: neither needs escaping as a GUID, but both are escaped
+    // like any string rather than trusted to be one.
+    let (tid, oid) = (s.tid.as_str(), s.oid.as_str());
+    if [tid, oid]
+        .iter()
+        .all(|v| v.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\'))
+    {
+        write!(out, "\"{tid}:{oid}\"").map_err(io)?;
+    } else {
+        string(out, &format!("{tid}:{oid}"))?;
+    }
+    out.extend_from_slice(b",\"tid\":");
+    string(out, tid)?;
+    out.extend_from_slice(b",\"oid\":");
+    string(out, oid)?;
+    out.extend_from_slice(b",\"email\":");
+    optional(out, s.email.as_deref())?;
+    out.extend_from_slice(b",\"name\":");
+    optional(out, s.name.as_deref())?;
+    out.extend_from_slice(b",\"portal\":");
+    string(out, s.portal_kind.as_str())?;
+    out.extend_from_slice(b",\"client\":");
+    optional(out, s.client.as_deref())?;
+    out.extend_from_slice(b",\"sid\":");
+    optional(out, s.sid.as_deref())?;
+    // `pending` never reaches here: a pending session gets no assertion.
+    out.extend_from_slice(b",\"amr\":[\"sso\"],\"mfa\":");
+    string(out, s.mfa.as_str())?;
+    if s.new_user {
+        out.extend_from_slice(b",\"new_user\":true");
+    }
+    out.push(b'}');
+    Ok(())
 }
 
 /// An ES256 signature is 64 bytes: 86 base64url characters.
@@ -253,6 +302,52 @@ mod tests {
         v.set_audience(&["app"]);
         v.set_issuer(&["https://gw.example"]);
         decode::<serde_json::Value>(jwt, &DecodingKey::from_jwk(jwk)?, &v).map(|d| d.claims)
+    }
+
+    fn claims<'a>(signer: &'a AssertionSigner, s: &'a Session, iat: i64, exp: i64) -> AssertionClaims<'a> {
+        AssertionClaims {
+            iss: &signer.issuer,
+            aud: &signer.audience,
+            exp,
+            iat,
+            sub: format!("{}:{}", s.tid, s.oid),
+            tid: s.tid.as_str(),
+            oid: &s.oid,
+            email: s.email.as_deref(),
+            name: s.name.as_deref(),
+            portal: s.portal_kind.as_str(),
+            client: s.client.as_deref(),
+            sid: s.sid.as_deref(),
+            amr: vec!["sso"],
+            // `pending` never reaches here: a pending session gets no assertion.
+            mfa: s.mfa.as_str(),
+            new_user: s.new_user,
+        }
+    }
+
+    #[test]
+    fn the_payload_is_byte_for_byte_what_serde_writes() {
+        let signer = signer();
+        let base = session();
+        let mut variants = vec![base.clone()];
+        let mut odd = base.clone();
+        odd.name = Some("Quote \" back\\slash \u{1} tab\t Zoë 😀 </script>".into());
+        odd.email = None;
+        odd.client = Some("halo-ccc".into());
+        odd.sid = None;
+        odd.new_user = true;
+        odd.mfa = policy::two_factor::Mfa::Totp;
+        odd.portal_kind = policy::PortalKind::User;
+        variants.push(odd);
+        let mut weird_oid = base.clone();
+        weird_oid.oid = "not\"a\\guid".into();
+        variants.push(weird_oid);
+        for s in &variants {
+            let mut mine = Vec::new();
+            write_payload(&mut mine, &signer.issuer, &signer.audience, s, 1_700_000_000, -5).unwrap();
+            let reference = serde_json::to_vec(&claims(&signer, s, 1_700_000_000, -5)).unwrap();
+            assert_eq!(String::from_utf8(mine).unwrap(), String::from_utf8(reference).unwrap());
+        }
     }
 
     #[test]

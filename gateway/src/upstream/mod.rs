@@ -33,6 +33,10 @@ pub const RESOLVE_EVERY: Duration = Duration::from_secs(30);
 pub const HEALTH_EVERY: Duration = Duration::from_secs(5);
 /// Bounds the balancer's search for a healthy address.
 const MAX_PICKS: usize = 256;
+/// After the first round: how long (polls × interval) a waiting request
+/// gives the balancer to take the round's answer.
+const STORE_POLLS: u32 = 20;
+const STORE_POLL: Duration = Duration::from_millis(5);
 
 pub type Balancer = LoadBalancer<RoundRobin>;
 
@@ -120,8 +124,13 @@ impl Upstreams {
         if !*self.first_round.borrow() {
             let mut rx = self.first_round.clone();
             let _ = tokio::time::timeout(self.first_wait, rx.wait_for(|done| *done)).await;
-            if let Some(a) = self.pick_now() {
-                return Ok(a);
+            // The round's end is signalled just before pingora stores its
+            // answer in the balancer: give that store a moment.
+            for _ in 0..STORE_POLLS {
+                if let Some(a) = self.pick_now() {
+                    return Ok(a);
+                }
+                tokio::time::sleep(STORE_POLL).await;
             }
         }
         Err(Failure::Unresolved)
