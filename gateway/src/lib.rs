@@ -24,6 +24,7 @@ pub mod registration;
 pub mod reload;
 pub mod respond;
 pub mod server;
+pub mod tls;
 pub mod session;
 pub mod two_factor;
 pub mod upstream;
