@@ -24,8 +24,8 @@ pub mod registration;
 pub mod reload;
 pub mod respond;
 pub mod server;
-pub mod tls;
 pub mod session;
+pub mod tls;
 pub mod two_factor;
 pub mod upstream;
 

@@ -251,7 +251,11 @@ identity: {{ audience: app }}
         let (ca, ka) = crate::tls::tests::write_pair(dir.path(), "a");
         let (cb, kb) = crate::tls::tests::write_pair(dir.path(), "b");
         let tls = |c: &std::path::Path, k: &std::path::Path| {
-            let tls = format!(", tls: {{ cert: {:?}, key: {:?} }}", c.display().to_string(), k.display().to_string());
+            let tls = format!(
+                ", tls: {{ cert: {:?}, key: {:?} }}",
+                c.display().to_string(),
+                k.display().to_string()
+            );
             config_with(&tls, "")
         };
         let fingerprint = |c: &Config| c.server.tls.as_ref().map(|t| t.pair.fingerprint().to_string());

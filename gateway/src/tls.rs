@@ -30,7 +30,9 @@ pub enum PairError {
     NoCertificate { path: PathBuf },
     #[error("{path:?}: a certificate is not valid PEM: {detail}")]
     BadCertificatePem { path: PathBuf, detail: String },
-    #[error("{path:?}: no PEM private key (PKCS#8 \"PRIVATE KEY\", PKCS#1 \"RSA PRIVATE KEY\" or SEC1 \"EC PRIVATE KEY\") in it")]
+    #[error(
+        "{path:?}: no PEM private key (PKCS#8 \"PRIVATE KEY\", PKCS#1 \"RSA PRIVATE KEY\" or SEC1 \"EC PRIVATE KEY\") in it"
+    )]
     NoKey { path: PathBuf },
     #[error("{path:?}: the private key is not valid PEM")]
     BadKeyPem { path: PathBuf },
@@ -39,7 +41,11 @@ pub enum PairError {
     #[error("the private key {key:?} does not belong to the certificate {cert:?}")]
     Mismatch { cert: PathBuf, key: PathBuf },
     #[error("the certificate {cert:?} and key {key:?} cannot be paired: {detail}")]
-    Unpaired { cert: PathBuf, key: PathBuf, detail: String },
+    Unpaired {
+        cert: PathBuf,
+        key: PathBuf,
+        detail: String,
+    },
 }
 
 /// A certificate chain and its private key, checked to belong together.
@@ -108,9 +114,7 @@ impl CertPair {
 /// Only the fingerprint: the key stays out of logs and `Debug` output.
 impl std::fmt::Debug for CertPair {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CertPair")
-            .field("sha256", &self.fingerprint)
-            .finish()
+        f.debug_struct("CertPair").field("sha256", &self.fingerprint).finish()
     }
 }
 

@@ -1580,11 +1580,18 @@ identity: { audience: halo, signing_key: "${CREDENTIALS_DIRECTORY}/signing-key.p
         let (ca, ka) = crate::tls::tests::write_pair(dir.path(), "a");
         let (_, kb) = crate::tls::tests::write_pair(dir.path(), "b");
         let tls = |c: &std::path::Path, k: &std::path::Path| {
-            format!("server: {{ tls: {{ cert: {:?}, key: {:?} }} }}", c.display().to_string(), k.display().to_string())
+            format!(
+                "server: {{ tls: {{ cert: {:?}, key: {:?} }} }}",
+                c.display().to_string(),
+                k.display().to_string()
+            )
         };
         assert!(errors("", &tls(&ca, &ka)).is_empty());
         let e = errors("", &tls(&ca, &kb));
-        assert!(has(&e, "server.tls: the private key") && has(&e, "does not belong"), "{e:?}");
+        assert!(
+            has(&e, "server.tls: the private key") && has(&e, "does not belong"),
+            "{e:?}"
+        );
         let e = errors("", &tls(&ka, &ka));
         assert!(has(&e, "server.tls.cert: ") && has(&e, "no PEM certificate"), "{e:?}");
         let e = errors("", &tls(&ca, &ca));

@@ -26,7 +26,10 @@ fn a_matching_pair_loads_and_is_named_by_its_fingerprint() {
     assert_eq!(pair.fingerprint(), fingerprint(&CertificateDer::from(leaf_der(&cert))));
     assert_eq!(pair.fingerprint().len(), 64);
     let shown = format!("{pair:?}");
-    assert!(shown.contains(pair.fingerprint()) && !shown.contains("PRIVATE"), "{shown}");
+    assert!(
+        shown.contains(pair.fingerprint()) && !shown.contains("PRIVATE"),
+        "{shown}"
+    );
 }
 
 #[test]
