@@ -386,6 +386,14 @@ async fn who_answers(h: &Harness, count: usize) -> (Vec<String>, Vec<u16>) {
 /// `unshare -rm`; the network is the test's).
 #[tokio::test(flavor = "multi_thread")]
 async fn two_addresses_of_one_name_are_balanced_and_a_dead_one_is_skipped() {
+    let usable = std::process::Command::new("unshare")
+        .args(["-rm", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        usable,
+        "this test needs `unshare -rm` (util-linux, unprivileged user namespaces) to give the gateway its own /etc/hosts"
+    );
     let dir = tempfile::tempdir().unwrap();
     let hosts = dir.path().join("hosts");
     std::fs::write(&hosts, "127.0.0.1 localhost\n127.0.0.1 app-pool\n127.0.0.2 app-pool\n").unwrap();
