@@ -25,6 +25,7 @@ pub mod reload;
 pub mod respond;
 pub mod server;
 pub mod session;
+pub mod tls;
 pub mod two_factor;
 pub mod upstream;
 

@@ -538,7 +538,22 @@ pub fn run(config: Config, path: Option<&Path>) -> Result<(), StartError> {
         }
     });
     rt.spawn(csp_loop(shared.clone()));
-    crate::reload::watch(rt, shared.clone(), path.map(Path::to_path_buf), started.backend.clone());
+    // The listener's certificate, which a reload may replace (the pair was
+    // read and checked with the configuration: no panic in pingora's build).
+    let certificate = shared
+        .load()
+        .config
+        .server
+        .tls
+        .as_ref()
+        .map(|t| Arc::new(crate::tls::CertResolver::new(t.pair.clone())));
+    crate::reload::watch(
+        rt,
+        shared.clone(),
+        path.map(Path::to_path_buf),
+        started.backend.clone(),
+        certificate.clone(),
+    );
 
     let app = shared.load_full();
     let c = &app.config;
@@ -573,15 +588,18 @@ pub fn run(config: Config, path: Option<&Path>) -> Result<(), StartError> {
         upstream,
     };
     let mut proxy = http_proxy_service(&server.configuration, gateway);
-    match &c.server.tls {
-        Some(tls) => proxy
-            .add_tls(
-                &c.server.listen,
+    match (&c.server.tls, certificate) {
+        (Some(tls), Some(resolver)) => {
+            // The paths are only informative: the resolver serves the pair.
+            let mut settings = pingora::listeners::tls::TlsSettings::intermediate(
                 &tls.cert.display().to_string(),
                 &tls.key.display().to_string(),
             )
-            .map_err(|e| StartError::Runtime(format!("TLS: {e}")))?,
-        None => proxy.add_tcp(&c.server.listen),
+            .map_err(|e| StartError::Runtime(format!("TLS: {e}")))?;
+            settings.set_cert_resolver(resolver);
+            proxy.add_tls_with_settings(&c.server.listen, None, settings);
+        }
+        _ => proxy.add_tcp(&c.server.listen),
     }
     server.add_service(proxy);
     // Registered now, not on first use: a scrape before the first request

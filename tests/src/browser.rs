@@ -177,6 +177,21 @@ impl Browser {
         }
     }
 
+    /// A browser of a gateway that serves TLS itself (`server.tls`) with a
+    /// certificate issued by `ca_pem`, which this browser trusts.
+    pub fn trusting(base: &str, ca_pem: &[u8]) -> Browser {
+        let ca = reqwest::Certificate::from_pem(ca_pem).expect("CA certificate");
+        Browser {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(USER_AGENT)
+                .add_root_certificate(ca)
+                .build()
+                .expect("client"),
+            ..Self::new(base, true)
+        }
+    }
+
     pub fn cookie(&self, name: &str) -> Option<String> {
         self.jar.lock().expect("jar").get(name).cloned()
     }

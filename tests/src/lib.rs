@@ -97,6 +97,9 @@ pub struct Options {
     pub patches: Vec<Patch>,
     /// Changes to the mock Entra before it starts.
     pub mock: fn(&mut MockEntraConfig),
+    /// A command every gateway process runs under (see
+    /// [`GatewayProcess::start_wrapped`]), e.g. to give it its own `/etc/hosts`.
+    pub wrap: Option<Vec<String>>,
 }
 
 impl Default for Options {
@@ -112,6 +115,7 @@ impl Default for Options {
             auto_redirect: true,
             patches: Vec::new(),
             mock: |_| {},
+            wrap: None,
         }
     }
 }
@@ -260,7 +264,14 @@ impl Harness {
             entra: entra.base_url().to_string(),
             app,
         };
-        let gateway = GatewayProcess::start_with_env(&options.config(&wiring), port, metrics_port, &options.env).await;
+        let gateway = GatewayProcess::start_wrapped(
+            &options.config(&wiring),
+            port,
+            metrics_port,
+            &options.env,
+            options.wrap.as_deref(),
+        )
+        .await;
         Harness {
             entra,
             gateway,
@@ -291,7 +302,7 @@ impl Harness {
         let portal = format!("http://127.0.0.1:{port}");
         let config = self.options.config(&self.wiring(port, mport, &portal));
         (
-            GatewayProcess::start_with_env(&config, port, mport, &self.options.env).await,
+            GatewayProcess::start_wrapped(&config, port, mport, &self.options.env, self.options.wrap.as_deref()).await,
             Browser::new(&portal, false),
         )
     }

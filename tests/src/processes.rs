@@ -198,6 +198,8 @@ pub struct GatewayProcess {
     pub port: u16,
     pub metrics_port: u16,
     pub log: PathBuf,
+    /// The main listener speaks TLS (`server.tls`): health is asked over https.
+    tls: bool,
     dir: tempfile::TempDir,
 }
 
@@ -213,30 +215,55 @@ impl GatewayProcess {
         metrics_port: u16,
         env: &[(String, String)],
     ) -> GatewayProcess {
+        Self::start_wrapped(config, port, metrics_port, env, None).await
+    }
+
+    /// Run under `wrap`: the gateway's command line is appended to it
+    /// (e.g. `unshare -rm sh -c '... && exec "$@"' sh`, which execs the
+    /// gateway in place: the process signalled and killed is the gateway).
+    pub async fn start_wrapped(
+        config: &Value,
+        port: u16,
+        metrics_port: u16,
+        env: &[(String, String)],
+        wrap: Option<&[String]>,
+    ) -> GatewayProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("gateway.yaml");
         std::fs::write(&file, to_yaml(config)).expect("write config");
         let args = vec!["run".to_string(), "--config".to_string(), file.display().to_string()];
-        Self::launch(args, env, port, metrics_port, dir).await
+        let tls = config["server"]["tls"].is_object();
+        Self::launch(args, env, wrap, tls, port, metrics_port, dir).await
     }
 
     /// `entra-gateway demo --listen 127.0.0.1:<port>`.
     pub async fn demo(port: u16) -> GatewayProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let args = vec!["demo".to_string(), "--listen".to_string(), format!("127.0.0.1:{port}")];
-        Self::launch(args, &[], port, 0, dir).await
+        Self::launch(args, &[], None, false, port, 0, dir).await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn launch(
         args: Vec<String>,
         env: &[(String, String)],
+        wrap: Option<&[String]>,
+        tls: bool,
         port: u16,
         metrics_port: u16,
         dir: tempfile::TempDir,
     ) -> GatewayProcess {
         let log = dir.path().join("gateway.log");
         let log_file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(gateway_bin())
+        let mut command = match wrap {
+            Some([program, rest @ ..]) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(gateway_bin());
+                c
+            }
+            _ => Command::new(gateway_bin()),
+        };
+        let child = command
             .args(&args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
@@ -249,6 +276,7 @@ impl GatewayProcess {
             port,
             metrics_port,
             log,
+            tls,
             dir,
         };
         g.wait_healthy().await;
@@ -257,12 +285,18 @@ impl GatewayProcess {
 
     async fn wait_healthy(&mut self) {
         let start = Instant::now();
-        let url = format!("http://127.0.0.1:{}/.well-known/entra-gateway/healthz", self.port);
+        let scheme = if self.tls { "https" } else { "http" };
+        let url = format!("{scheme}://127.0.0.1:{}/.well-known/entra-gateway/healthz", self.port);
+        // Only "is it up": which certificate it serves is the test's to check.
+        let client = reqwest::Client::builder()
+            .danger_accept_invalid_certs(self.tls)
+            .build()
+            .expect("client");
         while start.elapsed() < Duration::from_secs(30) {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("gateway exited with {status}:\n{}", self.logs());
             }
-            if let Ok(r) = reqwest::get(&url).await
+            if let Ok(r) = client.get(&url).send().await
                 && r.status().is_success()
             {
                 return;

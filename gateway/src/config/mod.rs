@@ -151,6 +151,9 @@ impl Server {
 pub struct Tls {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// Both files as read when the configuration was loaded (a reload reads
+    /// them again: files replaced in place under the same names count).
+    pub pair: crate::tls::CertPair,
 }
 
 #[derive(Debug, Clone)]

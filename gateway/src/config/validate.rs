@@ -294,15 +294,36 @@ fn server(cx: &mut Ctx<'_>, r: RawServer) -> Server {
         cx.unknown("server.tls", &t.unknown);
         match (t.cert, t.key) {
             (Some(cert), Some(key)) => {
+                let mut missing = false;
                 for (p, v) in [("server.tls.cert", &cert), ("server.tls.key", &key)] {
                     if !Path::new(v).is_file() {
                         cx.err(p, format!("file {v:?} does not exist"));
+                        missing = true;
                     }
                 }
-                Some(Tls {
-                    cert: cert.into(),
-                    key: key.into(),
-                })
+                if missing {
+                    return None;
+                }
+                // Read and paired now: check-config, start-up and SIGHUP
+                // all refuse a pair the listener could not serve.
+                match crate::tls::CertPair::load(Path::new(&cert), Path::new(&key)) {
+                    Ok(pair) => Some(Tls {
+                        cert: cert.into(),
+                        key: key.into(),
+                        pair,
+                    }),
+                    Err(e) => {
+                        use crate::tls::PairError as E;
+                        let path = match &e {
+                            E::Read { path, .. } if path == Path::new(&key) => "server.tls.key",
+                            E::Read { .. } | E::NoCertificate { .. } | E::BadCertificatePem { .. } => "server.tls.cert",
+                            E::NoKey { .. } | E::BadKeyPem { .. } | E::UnusableKey { .. } => "server.tls.key",
+                            E::Mismatch { .. } | E::Unpaired { .. } => "server.tls",
+                        };
+                        cx.err(path, e.to_string());
+                        None
+                    }
+                }
             }
             (None, None) => None,
             _ => {
@@ -1551,5 +1572,31 @@ identity: { audience: halo, signing_key: "${CREDENTIALS_DIRECTORY}/signing-key.p
         assert!(has(&e, "upstream.ca_file: cannot read"), "{e:?}");
         let e = with_upstream(&format!("{{ url: \"http://app.internal\", ca_file: {good:?} }}")).unwrap_err();
         assert!(has(&e, "only used with an https upstream.url"), "{e:?}");
+    }
+
+    #[test]
+    fn server_tls_files_are_read_and_paired_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, ka) = crate::tls::tests::write_pair(dir.path(), "a");
+        let (_, kb) = crate::tls::tests::write_pair(dir.path(), "b");
+        let tls = |c: &std::path::Path, k: &std::path::Path| {
+            format!(
+                "server: {{ tls: {{ cert: {:?}, key: {:?} }} }}",
+                c.display().to_string(),
+                k.display().to_string()
+            )
+        };
+        assert!(errors("", &tls(&ca, &ka)).is_empty());
+        let e = errors("", &tls(&ca, &kb));
+        assert!(
+            has(&e, "server.tls: the private key") && has(&e, "does not belong"),
+            "{e:?}"
+        );
+        let e = errors("", &tls(&ka, &ka));
+        assert!(has(&e, "server.tls.cert: ") && has(&e, "no PEM certificate"), "{e:?}");
+        let e = errors("", &tls(&ca, &ca));
+        assert!(has(&e, "server.tls.key: ") && has(&e, "no PEM private key"), "{e:?}");
+        let e = errors("", &tls(&ca, &dir.path().join("none.key")));
+        assert!(has(&e, "server.tls.key: file") && has(&e, "does not exist"), "{e:?}");
     }
 }

@@ -19,7 +19,10 @@ pub fn loose_permissions(path: &Path) -> Option<String> {
         if mode & 0o077 != 0 {
             return Some(format!(
                 "{} is readable by group or others (mode {mode:03o}); it is a private key: \
-                 run `chmod 600 {}` (a Kubernetes Secret volume: defaultMode: 0400)",
+                 run `chmod 600 {}`. From a Kubernetes Secret volume (files owned by root, \
+                 group-readable through fsGroup for a non-root pod), copy the key into an \
+                 emptyDir as the gateway's user with an init container running \
+                 `install -m 0400 SECRET_FILE KEY_FILE`, as deploy/kubernetes/base/deployment.yaml does",
                 path.display(),
                 path.display()
             ));
@@ -53,6 +56,9 @@ mod tests {
             assert_eq!(r.is_none(), ok, "{mode:o}: {r:?}");
             if let Some(m) = r {
                 assert!(m.contains("chmod 600") && m.contains(&f.display().to_string()), "{m}");
+                // A Secret's defaultMode cannot make a file owner-only for a
+                // non-root pod: the hint points at the init-container copy.
+                assert!(m.contains("install -m 0400") && !m.contains("defaultMode"), "{m}");
             }
         }
         assert!(loose_permissions(&dir.path().join("missing")).is_none());

@@ -22,6 +22,7 @@ mod registration;
 mod requests;
 mod signin;
 mod startup;
+mod tls;
 mod token_rules;
 mod topologies;
 mod two_factor;

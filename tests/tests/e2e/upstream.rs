@@ -268,3 +268,196 @@ async fn an_https_upstream_with_a_private_ca() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("hello over tls"), "{}", r.body);
 }
+
+/// A listener that never accepts, its one-slot queue (backlog 0) filled:
+/// Linux drops every further SYN, so a connect hangs until its timeout
+/// (what a firewall that drops packets does). The returned connection keeps
+/// the slot taken.
+async fn syn_dropping_upstream() -> (u16, tokio::net::TcpListener, tokio::net::TcpStream) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let filler = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    // The premise: another connect now gets no answer at all.
+    let probe = tokio::time::timeout(
+        Duration::from_millis(500),
+        tokio::net::TcpStream::connect(("127.0.0.1", port)),
+    )
+    .await;
+    assert!(probe.is_err(), "a full backlog-0 queue drops SYNs: {probe:?}");
+    (port, listener, filler)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_that_never_accepts_is_504_after_connect_timeout() {
+    let (port, _listener, _filler) = syn_dropping_upstream().await;
+    let h = gateway(json!({"url": format!("http://127.0.0.1:{port}"), "connect_timeout": "1s"})).await;
+    let b = h.browser();
+    let before = errors(&h, "upstream_connect_timeout").await;
+    for navigation in [false, true] {
+        let started = Instant::now();
+        let r = if navigation {
+            b.get("/public/api/whoami").await
+        } else {
+            b.request(reqwest::Method::GET, "/public/api/whoami", Kind::Xhr, None, &[])
+                .await
+        };
+        let took = started.elapsed();
+        assert_failure(&r, 504, "upstream_connect_timeout", navigation);
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+            "answered after connect_timeout (1 s): {took:?}"
+        );
+    }
+    assert_eq!(errors(&h, "upstream_connect_timeout").await - before, 2.0);
+    assert_alive(&h).await;
+    assert!(!h.gateway.logs().contains("panicked"));
+}
+
+/// A tiny app at `ip:port` that answers every request with `name` (and
+/// closes the connection, so stopping it leaves nothing pooled); stopped
+/// when the handle is aborted or dropped.
+struct NamedApp(tokio::task::JoinHandle<()>);
+
+impl NamedApp {
+    async fn start(ip: &str, port: u16, name: &'static str) -> NamedApp {
+        let l = TcpListener::bind((ip, port)).await.unwrap();
+        NamedApp(tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = l.accept().await else { return };
+                tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{name}",
+                        name.len()
+                    );
+                    let _ = s.write_all(resp.as_bytes()).await;
+                });
+            }
+        }))
+    }
+}
+
+impl Drop for NamedApp {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A port free on both 127.0.0.1 and 127.0.0.2.
+async fn port_on_both() -> u16 {
+    for _ in 0..100 {
+        let port = free_port();
+        if std::net::TcpListener::bind(("127.0.0.2", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free on 127.0.0.1 and 127.0.0.2");
+}
+
+/// `count` navigations-free GETs in a row; the app names that answered, and
+/// every status that was not 200.
+async fn who_answers(h: &Harness, count: usize) -> (Vec<String>, Vec<u16>) {
+    let b = h.browser();
+    let mut names = Vec::new();
+    let mut bad = Vec::new();
+    for _ in 0..count {
+        let r = b.xhr("/public/which").await;
+        if r.status == 200 {
+            names.push(r.body);
+        } else {
+            bad.push(r.status);
+        }
+    }
+    (names, bad)
+}
+
+/// One host name with two addresses: `app-pool` is 127.0.0.1 and 127.0.0.2
+/// in an `/etc/hosts` of the gateway's own (a private mount namespace,
+/// `unshare -rm`; the network is the test's).
+#[tokio::test(flavor = "multi_thread")]
+async fn two_addresses_of_one_name_are_balanced_and_a_dead_one_is_skipped() {
+    let usable = std::process::Command::new("unshare")
+        .args(["-rm", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        usable,
+        "this test needs `unshare -rm` (util-linux, unprivileged user namespaces) to give the gateway its own /etc/hosts"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 localhost\n127.0.0.1 app-pool\n127.0.0.2 app-pool\n").unwrap();
+    let port = port_on_both().await;
+    let one = NamedApp::start("127.0.0.1", port, "one").await;
+    let two = NamedApp::start("127.0.0.2", port, "two").await;
+    let wrap = [
+        "unshare",
+        "-rm",
+        "sh",
+        "-c",
+        &format!("mount --bind {} /etc/hosts && exec \"$@\"", hosts.display()),
+        "sh",
+    ];
+    let h = Harness::start(
+        Options {
+            wrap: Some(wrap.iter().map(|s| s.to_string()).collect()),
+            ..Options::default()
+        }
+        .patch(json!({"upstream": {"url": format!("http://app-pool:{port}")}})),
+    )
+    .await;
+
+    // Resolved in the background: the first request may come before.
+    let started = Instant::now();
+    while h.browser().xhr("/public/which").await.status != 200 {
+        assert!(started.elapsed() < Duration::from_secs(10), "{}", h.gateway.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (names, bad) = who_answers(&h, 10).await;
+    assert!(bad.is_empty(), "{bad:?}");
+    assert!(
+        names.windows(2).all(|w| w[0] != w[1]),
+        "round robin over both addresses: {names:?}"
+    );
+    assert_eq!(h.metric("entra_gateway_upstream_addresses", &[]).await, 2.0);
+
+    // One address goes away: a connect refused there moves on to the other
+    // at once, before the health check (every 5 s) has noticed.
+    drop(two);
+    let (names, bad) = who_answers(&h, 10).await;
+    assert!(bad.is_empty(), "no request fails for the dead address: {bad:?}");
+    assert!(names.iter().all(|n| n == "one"), "{names:?}");
+    // And after it has noticed (no connect to the dead address at all).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (names, bad) = who_answers(&h, 6).await;
+    assert!(bad.is_empty() && names.iter().all(|n| n == "one"), "{names:?} {bad:?}");
+
+    // Back: the health check returns it to the rotation.
+    let _two = NamedApp::start("127.0.0.2", port, "two").await;
+    let started = Instant::now();
+    loop {
+        let (names, bad) = who_answers(&h, 4).await;
+        assert!(bad.is_empty(), "{bad:?}");
+        if names.iter().any(|n| n == "two") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the address is back in the rotation within two health checks"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(errors(&h, "upstream_connect_failed").await, 0.0);
+    drop(one);
+    assert!(!h.gateway.logs().contains("panicked"));
+}
