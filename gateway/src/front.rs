@@ -123,7 +123,7 @@ fn context(app: &App, p: &PortalRequest<'_>, conn: &Conn) -> RequestContext {
             &portal.url,
             portal.https,
             &portal.route.path_prefix,
-            p.client.map(|_| p.authority.as_str()),
+            p.client.map(|_| p.authority.as_ref()),
         ),
         portal: p.portal,
         secure_cookies: cookies_secure(conn.https, app.config.server.insecure_dev_cookies),

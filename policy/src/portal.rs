@@ -1,5 +1,7 @@
 //! Which portal a request belongs to: host, then the longest path prefix.
 
+use std::borrow::Cow;
+
 /// A portal's public URL reduced to what matching needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortalRoute {
@@ -10,10 +12,25 @@ pub struct PortalRoute {
 }
 
 /// Normalises a Host header for comparison: lower-case, default port removed.
-pub fn normalize_authority(host: &str, https: bool) -> String {
-    let h = host.trim().to_ascii_lowercase();
+/// Borrowed when the header is already in that form (every request reads
+/// this; a browser's Host almost always is).
+pub fn normalize_authority(host: &str, https: bool) -> Cow<'_, str> {
     let default = if https { ":443" } else { ":80" };
-    h.strip_suffix(default).map(str::to_string).unwrap_or(h)
+    let h = lower_trimmed(host);
+    match h {
+        Cow::Borrowed(b) => Cow::Borrowed(b.strip_suffix(default).unwrap_or(b)),
+        Cow::Owned(o) => Cow::Owned(o.strip_suffix(default).map(str::to_string).unwrap_or(o)),
+    }
+}
+
+/// `host` trimmed and lower-cased, copied only if that changes it.
+fn lower_trimmed(host: &str) -> Cow<'_, str> {
+    let t = host.trim();
+    if t.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(t.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(t)
+    }
 }
 
 fn prefix_matches(prefix: &str, path: &str) -> bool {
@@ -25,17 +42,18 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 /// A host as written in config or a Host header, without its default port,
 /// lower-case: what client hosts are compared by.
 pub fn bare_authority(host: &str) -> String {
-    let h = host.trim().to_ascii_lowercase();
+    let h = lower_trimmed(host);
     match h.strip_suffix(":443").or_else(|| h.strip_suffix(":80")) {
         Some(b) => b.to_string(),
-        None => h,
+        None => h.into_owned(),
     }
 }
 
 /// Index of the client whose hosts include `authority`.
 pub fn resolve_client<'a>(clients: impl IntoIterator<Item = &'a [String]>, authority: &str) -> Option<usize> {
-    let a = bare_authority(authority);
-    clients.into_iter().position(|hosts| hosts.contains(&a))
+    let h = lower_trimmed(authority);
+    let a = h.strip_suffix(":443").or_else(|| h.strip_suffix(":80")).unwrap_or(&h);
+    clients.into_iter().position(|hosts| hosts.iter().any(|x| x == a))
 }
 
 /// The portal for a request at a client's own host: the host is an alias of
@@ -57,19 +75,19 @@ pub fn resolve(portals: &[PortalRoute], authority: &str, path: &str) -> Option<u
 /// check one portal's session (or none) while the application serves another
 /// portal's pages (`/PORTAL/x` on IIS, `/%70ortal/x`, `//portal/x`,
 /// `/portal;x=1/y` on a servlet container all reach the `/portal` app).
-fn unambiguous<'a>(candidates: impl Iterator<Item = (usize, &'a PortalRoute)>, path: &str) -> Option<usize> {
-    let candidates: Vec<(usize, &PortalRoute)> = candidates.collect();
+fn unambiguous<'a>(candidates: impl Iterator<Item = (usize, &'a PortalRoute)> + Clone, path: &str) -> Option<usize> {
     let exact = candidates
-        .iter()
+        .clone()
         .filter(|(_, p)| prefix_matches(&p.path_prefix, path))
         .max_by_key(|(_, p)| p.path_prefix.len());
     // Every request runs this: spellings no server reads differently (the
     // common case) need none of the allocations below. The property test
     // `plain_paths_take_the_fast_path_to_the_same_answer` holds them equal.
-    if is_plain(path) && candidates.iter().all(|(_, p)| is_plain(&p.path_prefix)) {
-        return exact.map(|(i, _)| *i);
+    if is_plain(path) && candidates.clone().all(|(_, p)| is_plain(&p.path_prefix)) {
+        return exact.map(|(i, _)| i);
     }
-    full_check(&candidates, exact, path)
+    let candidates: Vec<(usize, &PortalRoute)> = candidates.collect();
+    full_check(&candidates, exact.as_ref(), path)
 }
 
 /// A path every application server reads as written (but for a trailing
@@ -199,6 +217,24 @@ mod tests {
                 .max_by_key(|(_, r)| r.path_prefix.len());
             let full = full_check(&candidates, exact, &path);
             prop_assert_eq!(resolve(&routes, "h", &path), full, "{} {:?}", path, prefixes);
+        }
+
+        /// Borrowing where nothing changes gives what copying always did.
+        #[test]
+        fn host_normalisation_is_the_copying_one(
+            host in "[ \t]?[a-zA-Z0-9.:-]{0,12}(:80|:443)?[ \t]?",
+            https: bool,
+            clients in prop::collection::vec(prop::collection::vec("[a-z0-9.]{1,6}(:80|:443|:8443)?", 0..3), 0..3),
+        ) {
+            let copied = |h: &str| h.trim().to_ascii_lowercase();
+            let default = if https { ":443" } else { ":80" };
+            let c = copied(&host);
+            let normal = c.strip_suffix(default).map(str::to_string).unwrap_or(c.clone());
+            prop_assert_eq!(normalize_authority(&host, https), normal);
+            let bare = c.strip_suffix(":443").or_else(|| c.strip_suffix(":80")).unwrap_or(&c).to_string();
+            prop_assert_eq!(bare_authority(&host), bare.clone());
+            let client = clients.iter().position(|hosts| hosts.contains(&bare));
+            prop_assert_eq!(resolve_client(clients.iter().map(Vec::as_slice), &host), client);
         }
     }
 

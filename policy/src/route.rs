@@ -89,7 +89,7 @@ pub struct PortalRequest<'a> {
     /// The client whose own host the request came to.
     pub client: Option<usize>,
     /// The Host header, normalised (default port removed, lower-case).
-    pub authority: String,
+    pub authority: std::borrow::Cow<'a, str>,
     /// The path inside the portal (`/auth/login`).
     pub rel_path: &'a str,
     /// Whether SSO is on for this portal (published and its kind switched on).

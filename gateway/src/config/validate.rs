@@ -849,7 +849,7 @@ fn portals(cx: &mut Ctx<'_>, raw: Vec<RawPortal>, insecure_dev: bool) -> Vec<Por
         let path_prefix = url.path().trim_end_matches('/').to_string();
         let public = format!("{}://{}{}", url.scheme(), authority, path_prefix);
         let route = PortalRoute {
-            authority: policy::portal::normalize_authority(&authority, https),
+            authority: policy::portal::normalize_authority(&authority, https).into_owned(),
             path_prefix,
         };
         if out.iter().any(|o| o.name == name) {
