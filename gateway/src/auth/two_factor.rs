@@ -127,7 +127,20 @@ pub async fn handle(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Res
         return respond::refusal(Reason::CsrfMismatch, None, Some(portal), nav);
     }
     let code = param(&p, "code").unwrap_or_default();
-    match app.factors.check(&user, &mut rec, code, now) {
+    let judged = match app.factors.check(&user, &mut rec, code, now) {
+        // Accepted by this copy of the record; spent only if no other
+        // instance spent it first.
+        Ok(how) => match app.factors.spend(&user, &rec, how, code).await {
+            Ok(true) => Ok(how),
+            Ok(false) => Err(rules::CodeRefusal::Replayed),
+            Err(e) => {
+                tracing::error!(event = "two_factor", result = "store_error", error = %e);
+                return respond::refusal(Reason::StoreUnavailable, None, Some(portal), nav);
+            }
+        },
+        refused => refused,
+    };
+    match judged {
         Ok(how) => {
             rec.set_attempts(rec.attempts().succeeded());
             app.factors.ip_succeeded(cx.client_ip);

@@ -79,9 +79,12 @@ pub fn upstream_edits(headers: &HeaderMap, u: &Upstream<'_>, identity: Option<&I
     };
     let unreadable = cookies.iter().any(|v| v.to_str().is_err());
     if unreadable || pairs().any(|p| is_ours(&p)) {
-        let mut kept = String::with_capacity(cookies.iter().map(|v| v.len()).sum());
+        // Allocated only if some cookie is the app's (often none is).
+        let mut kept = String::new();
         for pair in pairs().filter(|p| !is_ours(p)) {
-            if !kept.is_empty() {
+            if kept.is_empty() {
+                kept.reserve(cookies.iter().map(|v| v.len()).sum());
+            } else {
                 kept.push_str("; ");
             }
             kept.push_str(pair);

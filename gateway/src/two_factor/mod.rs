@@ -6,10 +6,11 @@
 //!
 //! Records live under `two_factor:<user key>` in [`SharedValues`], so every
 //! instance sees the same enrolment, attempts and reset generation. Writes
-//! are read-modify-write without a lock: two instances judging codes of the
-//! same user in the same millisecond could both accept one code (replay
-//! across instances within a race window); attempts may undercount the same
-//! way. Both are bounded by the per-address limit and the 30-second step.
+//! are read-modify-write without a lock, so the record alone could let two
+//! instances judging one code in the same instant both accept it; a code is
+//! therefore also *spent* with a lease that only one caller can take (see
+//! [`Factors::spend`]). Failed attempts may still undercount under such a
+//! race; the per-address limit bounds that.
 
 pub mod keys;
 pub mod qr;
@@ -32,6 +33,9 @@ pub const STORE_PREFIX: &str = "two_factor:";
 pub const RECOVERY_CODES: usize = 10;
 /// 160-bit secrets, as RFC 4226 recommends.
 const SECRET_LEN: usize = 20;
+/// How long a spent code stays spent: past the last instant any instance
+/// (clocks a little apart) could still accept it (±1 step of 30 s).
+const SPENT_FOR: std::time::Duration = std::time::Duration::from_secs(180);
 /// Addresses remembered for the per-address limit (per instance).
 const IP_ATTEMPTS_MAX: usize = 100_000;
 
@@ -241,6 +245,23 @@ impl Factors {
         }
     }
 
+    /// Spends a code [`check`](Self::check) accepted, once across every
+    /// instance: the first caller takes a lease named by the code's step (or
+    /// recovery code) and gets `true`; anyone else judging the same code from
+    /// another copy of the record gets `false`, a replay. Keyed by the reset
+    /// generation too, so a new enrolment's codes never collide with the old.
+    pub async fn spend(&self, user: &str, r: &FactorRecord, how: Accepted, code: &str) -> Result<bool, FactorError> {
+        let what = match how {
+            Accepted::Totp => match r.last_step {
+                Some(step) => format!("totp:{step}"),
+                None => return Ok(true),
+            },
+            Accepted::RecoveryCode => format!("recovery:{}", recovery_digest(&r.recovery_salt, code)),
+        };
+        let key = format!("two_factor_spent:{user}:{}:{what}", r.generation);
+        Ok(self.store.try_lease(&key, SPENT_FOR).await?)
+    }
+
     /// Completes an enrolment: new recovery codes (returned once, stored hashed).
     pub fn enrol(&self, r: &mut FactorRecord, now: i64) -> Vec<String> {
         let mut salt = [0u8; 16];
@@ -400,6 +421,66 @@ mod tests {
             Err(CodeRefusal::Wrong)
         );
 
+        f.save("ann", &r).await.unwrap();
+        let g = f.reset("ann").await.unwrap();
+        assert_eq!(g, 1);
+        let after = f.record("ann").await.unwrap();
+        assert!(!after.enrolled && after.secret.is_none() && after.recovery.is_empty());
+    }
+
+    /// Two instances reading the record before either saved it both accept
+    /// the code by the record alone; only one may spend it.
+    #[tokio::test]
+    async fn a_code_is_spent_once_across_copies_of_the_record() {
+        let store = Arc::new(MemoryStore::new());
+        let settings = Settings {
+            required_for: TwoFactorRequired::Everyone,
+            listed_users: vec![],
+            bypass_with_sso: false,
+            dont_ask_again: true,
+            dont_ask_again_days: 30,
+            encryption_key: Some(Secret::new("0123456789abcdef0123456789abcdef".into())),
+        };
+        let (one, two) = (Factors::new(&settings, store.clone()), Factors::new(&settings, store));
+        let mut r = one.record("ann").await.unwrap();
+        let secret = one.secret_for_enrolment("ann", &mut r).await.unwrap();
+        let now = 1_800_000_000;
+        let codes = one.enrol(&mut r, now);
+        one.save("ann", &r).await.unwrap();
+        let (mut a, mut b) = (one.record("ann").await.unwrap(), two.record("ann").await.unwrap());
+        let code = code_at(&secret, now as u64 / 30).unwrap();
+        assert_eq!(one.check("ann", &mut a, &code, now), Ok(Accepted::Totp));
+        assert_eq!(
+            two.check("ann", &mut b, &code, now),
+            Ok(Accepted::Totp),
+            "the record alone cannot tell"
+        );
+        assert!(one.spend("ann", &a, Accepted::Totp, &code).await.unwrap());
+        assert!(!two.spend("ann", &b, Accepted::Totp, &code).await.unwrap(), "a replay");
+        // The next step's code is a new one.
+        let next = code_at(&secret, now as u64 / 30 + 1).unwrap();
+        assert_eq!(two.check("ann", &mut b, &next, now + 30), Ok(Accepted::Totp));
+        assert!(two.spend("ann", &b, Accepted::Totp, &next).await.unwrap());
+        // Recovery codes likewise, and another user's spend is their own.
+        let (mut a, mut b) = (one.record("ann").await.unwrap(), two.record("ann").await.unwrap());
+        assert_eq!(one.check("ann", &mut a, &codes[0], now), Ok(Accepted::RecoveryCode));
+        assert_eq!(two.check("ann", &mut b, &codes[0], now), Ok(Accepted::RecoveryCode));
+        assert!(one.spend("ann", &a, Accepted::RecoveryCode, &codes[0]).await.unwrap());
+        assert!(!two.spend("ann", &b, Accepted::RecoveryCode, &codes[0]).await.unwrap());
+        assert!(one.spend("bob", &a, Accepted::RecoveryCode, &codes[0]).await.unwrap());
+        // After a reset the generation differs: the same step is not spent for the new enrolment.
+        one.reset("ann").await.unwrap();
+        let fresh = one.record("ann").await.unwrap();
+        let mut stepped = fresh.clone();
+        stepped.last_step = a.last_step;
+        assert!(one.spend("ann", &stepped, Accepted::Totp, &code).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn reset_clears_the_record() {
+        let f = factors();
+        let mut r = f.record("ann").await.unwrap();
+        f.secret_for_enrolment("ann", &mut r).await.unwrap();
         f.save("ann", &r).await.unwrap();
         let g = f.reset("ann").await.unwrap();
         assert_eq!(g, 1);
