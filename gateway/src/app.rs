@@ -103,8 +103,9 @@ impl App {
             login_limits: self.login_limits.clone(),
             lifecycle: self.lifecycle.clone(),
             directory_sync: self.directory_sync.clone(),
-            // Its settings may have changed; enrolments live in the store.
-            factors: crate::two_factor::Factors::new(&config.two_factor, self.store.clone()),
+            // Its settings may have changed; enrolments live in the store,
+            // and the per-address attempts carry over.
+            factors: self.factors.reconfigured(&config.two_factor),
             assertions: self.assertions.clone(),
             store: self.store.clone(),
             http: self.http.clone(),

@@ -106,7 +106,9 @@ pub struct Factors {
     /// Per client address, this instance only: a shared counter per address
     /// would be a store write per wrong code from anyone; the per-user
     /// counter (shared) is the one that protects an account.
-    by_ip: Mutex<HashMap<IpAddr, Attempts>>,
+    /// Shared with the `Factors` of a reloaded configuration: a SIGHUP must
+    /// not hand a guessing address a fresh set of tries.
+    by_ip: Arc<Mutex<HashMap<IpAddr, Attempts>>>,
 }
 
 /// The RFC 6238 parameters the authenticator apps all support.
@@ -165,7 +167,17 @@ impl Factors {
         Factors {
             keys: settings.encryption_key.as_ref().map(|k| FactorKeys::derive(k.expose())),
             store,
-            by_ip: Mutex::new(HashMap::new()),
+            by_ip: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The factors of a reloaded configuration (its key may have changed;
+    /// enrolments are in the store), keeping this instance's per-address
+    /// attempts.
+    pub fn reconfigured(&self, settings: &Settings) -> Self {
+        Factors {
+            by_ip: self.by_ip.clone(),
+            ..Factors::new(settings, self.store.clone())
         }
     }
 
@@ -374,15 +386,18 @@ mod tests {
     use crate::session::MemoryStore;
 
     fn factors() -> Factors {
-        let settings = Settings {
+        Factors::new(&settings(), Arc::new(MemoryStore::new()))
+    }
+
+    fn settings() -> Settings {
+        Settings {
             required_for: TwoFactorRequired::Everyone,
             listed_users: vec![],
             bypass_with_sso: false,
             dont_ask_again: true,
             dont_ask_again_days: 30,
             encryption_key: Some(Secret::new("0123456789abcdef0123456789abcdef".into())),
-        };
-        Factors::new(&settings, Arc::new(MemoryStore::new()))
+        }
     }
 
     #[tokio::test]
@@ -486,6 +501,29 @@ mod tests {
         assert_eq!(g, 1);
         let after = f.record("ann").await.unwrap();
         assert!(!after.enrolled && after.secret.is_none() && after.recovery.is_empty());
+    }
+
+    #[test]
+    fn a_reload_keeps_the_per_address_attempts() {
+        let f = factors();
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let now = 1_800_000_000;
+        let at = (0..100).find(|i| f.ip_failed(Some(ip), now + i).is_some());
+        let at = now + at.expect("an address is locked out after enough wrong codes");
+        let reloaded = f.reconfigured(&Settings {
+            required_for: TwoFactorRequired::Everyone,
+            listed_users: vec![],
+            bypass_with_sso: false,
+            dont_ask_again: false,
+            dont_ask_again_days: 7,
+            encryption_key: Some(Secret::new("fedcba9876543210fedcba9876543210".into())),
+        });
+        assert!(
+            reloaded.ip_locked(Some(ip), at).is_some(),
+            "still locked after a reload"
+        );
+        // What a reload did before: a new table, the address free again.
+        assert!(factors().ip_locked(Some(ip), at).is_none());
     }
 
     #[test]
