@@ -257,7 +257,7 @@ async fn a_reconfigured_app_keeps_the_running_parts_and_applies_the_new_portals(
 }
 
 fn session(mfa: policy::two_factor::Mfa) -> crate::session::Session {
-    crate::session::Session {
+    crate::session::SessionRecord::<String> {
         portal: "agent".into(),
         portal_kind: policy::PortalKind::Agent,
         tid: "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa".parse().unwrap(),
@@ -279,6 +279,8 @@ fn session(mfa: policy::two_factor::Mfa) -> crate::session::Session {
         new_user: false,
         mfa,
     }
+    .try_into()
+    .unwrap()
 }
 
 /// `mfa` changes mid-session (the second factor done): the assertion after

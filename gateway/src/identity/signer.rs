@@ -129,14 +129,14 @@ impl AssertionSigner {
             aud: &self.audience,
             exp,
             iat,
-            sub: format!("{}:{}", s.tid, s.oid),
+            sub: format!("{}:{}", s.tid, s.oid()),
             tid: s.tid.as_str(),
-            oid: &s.oid,
-            email: s.email.as_deref(),
-            name: s.name.as_deref(),
+            oid: s.oid(),
+            email: s.email(),
+            name: s.name(),
             portal: s.portal_kind.as_str(),
-            client: s.client.as_deref(),
-            sid: s.sid.as_deref(),
+            client: s.client(),
+            sid: s.sid(),
             amr: vec!["sso"],
             // `pending` never reaches here: a pending session gets no assertion.
             mfa: s.mfa.as_str(),
@@ -200,6 +200,7 @@ pub struct Signed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::SessionRecord;
     use jsonwebtoken::{DecodingKey, Validation, decode, decode_header};
 
     fn cfg() -> Identity {
@@ -218,7 +219,7 @@ mod tests {
     }
 
     fn session() -> Session {
-        Session {
+        SessionRecord::<String> {
             portal: "agent".into(),
             portal_kind: policy::PortalKind::Agent,
             tid: "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa".parse().unwrap(),
@@ -240,6 +241,8 @@ mod tests {
             new_user: false,
             mfa: Default::default(),
         }
+        .try_into()
+        .unwrap()
     }
 
     fn verify(signer: &AssertionSigner, jwt: &str) -> Result<serde_json::Value, jsonwebtoken::errors::Error> {
@@ -271,7 +274,7 @@ mod tests {
         assert_eq!(claims["email"], "zoe@contoso.example");
         assert_eq!(claims["name"], "Zoë Ünicode");
         assert_eq!(claims["exp"], now + 300);
-        assert_eq!(claims["sub"], format!("{}:{}", s.tid, s.oid));
+        assert_eq!(claims["sub"], format!("{}:{}", s.tid, s.oid()));
     }
 
     #[test]
@@ -279,8 +282,9 @@ mod tests {
         let signer = signer();
         let s = session();
         let signed = signer.sign(&s, jsonwebtoken::get_current_timestamp() as i64).unwrap();
-        let mut other = s.clone();
-        other.email = Some("mallory@contoso.example".into());
+        let mut other = s.record();
+        other.email = Some("mallory@contoso.example");
+        let other: Session = other.try_into().unwrap();
         let forged = signer.render(&other, &signed).unwrap();
         assert!(
             verify(&signer, &forged).is_err(),

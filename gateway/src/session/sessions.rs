@@ -86,7 +86,7 @@ impl Sessions {
         }
         // A client's sessions carry its tenant pin: not valid at another
         // client's host or at the shared hosts, nor the other way round.
-        if s.portal != portal.name || s.client.as_deref() != client {
+        if s.portal() != portal.name || s.client() != client {
             return Ok(None);
         }
         if policy::lifetime::needs_touch(s.last_seen, now) {
