@@ -307,7 +307,7 @@ async fn an_assertion_is_never_served_from_before_its_mfa_changed() {
         .unwrap()
         .claims;
     assert_eq!(claims["mfa"], "none");
-    // Both states stay cached side by side until the session ends.
+    // The state after the change stays cached.
     assert_eq!(app.assertions.for_session(&id, &session(Mfa::Totp)).unwrap(), after);
 }
 
