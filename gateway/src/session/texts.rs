@@ -19,6 +19,8 @@ pub(super) enum Field {
 }
 
 const FIELDS: usize = 8;
+// One presence bit per field in a `u8`.
+const _: () = assert!(FIELDS <= u8::BITS as usize);
 
 #[derive(Clone, PartialEq, Eq)]
 pub(super) struct Texts {
