@@ -6,7 +6,6 @@ use crate::config::{Config, Portal};
 use crate::entra::discovery::DiscoveryDocument;
 use crate::entra::tenants::Tenants;
 use crate::identity::{AssertionSigner, Assertions};
-use crate::session::sessions::SessionDerived;
 use crate::session::{LoginStates, MeteredStore, Session, SessionKey, Sessions, Store};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -52,22 +51,20 @@ impl App {
         directory: Option<Arc<dyn crate::directory::Directory>>,
     ) -> Self {
         let store = MeteredStore::wrap(store);
-        let assertions = Arc::new(Assertions::new(signer));
         // A memory store is read in place: a second copy would only be stale.
         let local_cache_ttl = if store.kind() == "redis" {
             config.session.local_cache_ttl
         } else {
             Duration::ZERO
         };
+        let sessions = Arc::new(Sessions::new(store.clone(), local_cache_ttl));
+        // Signatures are kept in the session cache's entries.
+        let assertions = Arc::new(Assertions::new(signer, sessions.cache().clone()));
         App {
             request_counters: crate::metrics::RequestCounters::new(config.portals.iter().map(|p| p.name.as_str())),
             cookie_names: cookie_names(&config),
             routing: config.routing(),
-            sessions: Arc::new(Sessions::new(
-                store.clone(),
-                local_cache_ttl,
-                vec![assertions.clone() as Arc<dyn SessionDerived>],
-            )),
+            sessions,
             logins: store.clone(),
             tenants: Tenants::new(&config, metadata, http.clone(), store.clone()),
             login_limits: Arc::new(crate::auth::limits::LoginLimits::new(

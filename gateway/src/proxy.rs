@@ -325,7 +325,7 @@ impl ProxyHttp for GatewayProxy {
                 status: session.response_written().map(|r| r.status.as_u16()),
                 outcome: outcome.label(),
                 duration: ctx.started.elapsed(),
-                user: ctx.identity.as_ref().map(|i| i.session.user_key.as_str()),
+                user: ctx.identity.as_ref().map(|i| i.session.user_key()),
             });
         }
     }

@@ -7,19 +7,26 @@ use std::str::FromStr;
 #[error("not a GUID: {0:?}")]
 pub struct GuidError(pub String);
 
+/// The canonical hyphenated form's length.
+const GUID_LEN: usize = 36;
+
 /// Parses the canonical hyphenated 36-character GUID form only (what Entra
 /// uses in `tid`, `oid` and issuers); braces, URNs and the simple form are
 /// refused so that a value can be compared byte for byte after lower-casing.
-fn parse_guid(s: &str) -> Result<String, GuidError> {
-    let ok = s.len() == 36
+/// Kept as its 36 ASCII bytes in place: a tenant id is in every session,
+/// and a heap string would cost a pointer, a length and an allocation more.
+fn parse_guid(s: &str) -> Result<[u8; GUID_LEN], GuidError> {
+    let ok = s.len() == GUID_LEN
         && s.char_indices().all(|(i, c)| match i {
             8 | 13 | 18 | 23 => c == '-',
             _ => c.is_ascii_hexdigit(),
         });
-    if ok {
-        Ok(s.to_ascii_lowercase())
-    } else {
-        Err(GuidError(s.chars().take(64).collect()))
+    match <[u8; GUID_LEN]>::try_from(s.as_bytes()) {
+        Ok(mut bytes) if ok => {
+            bytes.make_ascii_lowercase();
+            Ok(bytes)
+        }
+        _ => Err(GuidError(s.chars().take(64).collect())),
     }
 }
 
@@ -27,11 +34,12 @@ macro_rules! guid_type {
     ($(#[$m:meta])* $name:ident) => {
         $(#[$m])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(String);
+        pub struct $name([u8; GUID_LEN]);
 
         impl $name {
             pub fn as_str(&self) -> &str {
-                &self.0
+                // Only ASCII gets in (see `parse_guid`).
+                std::str::from_utf8(&self.0).unwrap_or_default()
             }
         }
 
@@ -44,13 +52,13 @@ macro_rules! guid_type {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.write_str(self.as_str())
             }
         }
 
         impl fmt::Debug for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}({})", stringify!($name), self.0)
+                write!(f, "{}({})", stringify!($name), self.as_str())
             }
         }
     };
@@ -70,7 +78,7 @@ impl TenantId {
     pub const CONSUMERS: &'static str = "9188040d-6c67-4c5b-b112-36a304b66dad";
 
     pub fn is_consumers(&self) -> bool {
-        self.0 == Self::CONSUMERS
+        self.as_str() == Self::CONSUMERS
     }
 }
 
@@ -124,5 +132,12 @@ mod tests {
         }
         let t: TenantId = "AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE".parse().unwrap();
         assert_eq!(t.as_str(), "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee");
+        assert_eq!(t.to_string(), t.as_str());
+        assert_eq!(format!("{t:?}"), "TenantId(aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee)");
+        // Ordered as the strings are.
+        let u: TenantId = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeef".parse().unwrap();
+        assert!(t < u && t.as_str() < u.as_str());
+        // Held in place: no heap string per id.
+        assert_eq!(std::mem::size_of::<TenantId>(), 36);
     }
 }

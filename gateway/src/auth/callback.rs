@@ -7,7 +7,7 @@ use crate::entra::token::{CodeExchange, ExchangeError, exchange};
 use crate::entra::validate::{c_hash, peek_claims, validate_id_token};
 use crate::metrics::METRICS;
 use crate::respond::{self, Resp};
-use crate::session::{LoginRecord, Session, SessionId, now_unix, random_token};
+use crate::session::{LoginRecord, Session, SessionId, SessionRecord, now_unix, random_token};
 use bytes::Bytes;
 use cookie::SameSite;
 use http::Request;
@@ -250,28 +250,31 @@ async fn create_session(
     let life = policy::lifetime::lifetimes(&app.config.sso.lifetime_settings(cfg), record.remember_me);
     let (remember, idle, absolute) = (life.remember, life.idle_secs, life.absolute_secs);
     let mfa = second_factor_at_sign_in(app, req, cx, who, now).await?;
-    let session = Session {
-        portal: portal.name.clone(),
+    let csrf = random_token(24);
+    let session: Session = SessionRecord {
+        portal: portal.name.as_str(),
         portal_kind: portal.kind,
         tid: id.tid.clone(),
-        oid: id.oid.clone(),
-        sub: id.sub.clone(),
-        issuer: id.issuer.clone(),
-        name: id.name.clone(),
-        email: id.email.clone(),
-        sid: id.sid.clone(),
-        login_hint: id.login_hint.clone(),
-        user_key: who.user_key.clone(),
-        client: record.client.clone(),
+        oid: &id.oid,
+        sub: &id.sub,
+        issuer: &id.issuer,
+        name: id.name.as_deref(),
+        email: id.email.as_deref(),
+        sid: id.sid.as_deref(),
+        login_hint: id.login_hint.as_deref(),
+        user_key: &who.user_key,
+        client: record.client.as_deref(),
         created_at: now,
         last_seen: now,
         absolute_expiry: now + absolute,
         idle_timeout_secs: idle,
         remember_me: remember,
-        csrf: random_token(24),
+        csrf: &csrf,
         new_user: who.new_user,
         mfa,
-    };
+    }
+    .try_into()
+    .map_err(|_| Reason::TokenMalformed)?;
     // A fresh id at every sign-in; the browser's previous session at this
     // portal, if any, ends here.
     let session_cookie = session_cookie_name(&cfg.cookie_name, &portal.name, cx.secure_cookies);

@@ -28,7 +28,7 @@ async fn end_by_sid(app: &App, sid: &str, iss: Option<&str>) -> usize {
     for id in ids {
         if let Ok(Some(s)) = app.sessions.get(&id).await
             // A logout for another issuer's sid must not end our sessions.
-            && iss.is_none_or(|i| i.eq_ignore_ascii_case(&s.issuer))
+            && iss.is_none_or(|i| i.eq_ignore_ascii_case(s.issuer()))
         {
             matching.push(id);
         }

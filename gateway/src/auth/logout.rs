@@ -33,7 +33,7 @@ pub async fn handle(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Res
     if req.method() == Method::POST {
         let p = params(req);
         let csrf = param(&p, "csrf").unwrap_or("");
-        if !bool::from(csrf.as_bytes().ct_eq(session.csrf.as_bytes())) {
+        if !bool::from(csrf.as_bytes().ct_eq(session.csrf().as_bytes())) {
             return respond::refusal(Reason::CsrfMismatch, None, Some(portal), true);
         }
     } else if !policy::origin::get_is_same_origin(&super::origin_facts(req, cx)) {
@@ -41,7 +41,7 @@ pub async fn handle(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Res
             200,
             crate::pages::logout_confirm(
                 &portal.path("/auth/logout"),
-                &session.csrf,
+                session.csrf(),
                 portal.branding.color.as_deref(),
             ),
             end_session_endpoint(app).map(url::Url::as_str),
@@ -70,7 +70,7 @@ async fn end_session(
     // Single logout ends the Entra sign-in, so every local session made from
     // it (the other portals' of the same `sid`) ends too, on every instance.
     let mut ids = vec![*id];
-    if slo && let Some(sid) = &s.sid {
+    if slo && let Some(sid) = s.sid() {
         match app.sessions.by_sid(sid).await {
             Ok(more) => ids.extend(more.into_iter().filter(|m| m != id)),
             Err(_) => return respond::refusal(Reason::StoreUnavailable, None, Some(portal), true),
@@ -80,8 +80,8 @@ async fn end_session(
         return respond::refusal(Reason::StoreUnavailable, None, Some(portal), true);
     }
     tracing::info!(
-        event = "logout", kind, portal = %portal.name, tid = %s.tid, oid = %s.oid, ended = ids.len(),
-        user = %s.user_key, client_ip = cx.client_ip.map(tracing::field::display),
+        event = "logout", kind, portal = %portal.name, tid = %s.tid, oid = %s.oid(), ended = ids.len(),
+        user = %s.user_key(), client_ip = cx.client_ip.map(tracing::field::display),
         user_agent = super::user_agent(req)
     );
 
@@ -97,7 +97,7 @@ async fn end_session(
                 );
                 // The login_hint claim, never an email: it names the account
                 // to Entra without disclosing anything to a log.
-                if let Some(h) = &s.login_hint {
+                if let Some(h) = s.login_hint() {
                     q.append_pair("logout_hint", h);
                 }
             }

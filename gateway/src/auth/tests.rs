@@ -257,7 +257,7 @@ async fn a_reconfigured_app_keeps_the_running_parts_and_applies_the_new_portals(
 }
 
 fn session(mfa: policy::two_factor::Mfa) -> crate::session::Session {
-    crate::session::Session {
+    crate::session::SessionRecord::<String> {
         portal: "agent".into(),
         portal_kind: policy::PortalKind::Agent,
         tid: "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa".parse().unwrap(),
@@ -279,6 +279,8 @@ fn session(mfa: policy::two_factor::Mfa) -> crate::session::Session {
         new_user: false,
         mfa,
     }
+    .try_into()
+    .unwrap()
 }
 
 /// `mfa` changes mid-session (the second factor done): the assertion after
@@ -305,7 +307,7 @@ async fn an_assertion_is_never_served_from_before_its_mfa_changed() {
         .unwrap()
         .claims;
     assert_eq!(claims["mfa"], "none");
-    // Both states stay cached side by side until the session ends.
+    // The state after the change stays cached.
     assert_eq!(app.assertions.for_session(&id, &session(Mfa::Totp)).unwrap(), after);
 }
 

@@ -52,14 +52,14 @@ pub fn effective(app: &App, s: &Session) -> Mfa {
     if !tf.enabled() && s.mfa.is_none() {
         return Mfa::None;
     }
-    rules::effective(s.mfa, tf.applies_to(&s.user_key, false), tf.bypass_with_sso)
+    rules::effective(s.mfa, tf.applies_to(s.user_key(), false), tf.bypass_with_sso)
 }
 
 /// A session pending here may be done in the store (finished on another
 /// instance, this copy cached before): the store's copy decides.
 pub async fn refresh_pending(app: &App, id: &SessionKey, s: Arc<Session>) -> Arc<Session> {
     match app.sessions.get(id).await {
-        Ok(Some(fresh)) if fresh.mfa != s.mfa && fresh.portal == s.portal => {
+        Ok(Some(fresh)) if fresh.mfa != s.mfa && fresh.portal() == s.portal() => {
             app.sessions.drop_cached(id);
             fresh
         }
@@ -98,7 +98,7 @@ pub async fn handle(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Res
         // Nothing owed (done, here or on another instance): on to the app.
         return respond::redirect(303, &rd);
     }
-    let user = s.user_key.clone();
+    let user = s.user_key().to_string();
     let now = now_unix();
     let mut rec = match app.factors.record(&user).await {
         Ok(r) => r,
@@ -121,7 +121,7 @@ pub async fn handle(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Res
     if req.method() != Method::POST {
         return view.form(&user, &mut rec, None, 200).await;
     }
-    let csrf_ok = param(&p, "csrf").is_some_and(|c| bool::from(c.as_bytes().ct_eq(s.csrf.as_bytes())));
+    let csrf_ok = param(&p, "csrf").is_some_and(|c| bool::from(c.as_bytes().ct_eq(s.csrf().as_bytes())));
     if !csrf_ok {
         outcome("bad_csrf", &portal.name, &user);
         return respond::refusal(Reason::CsrfMismatch, None, Some(portal), nav);
@@ -249,7 +249,7 @@ impl View<'_> {
         };
         let enrol = enrol.map(|secret| {
             let b32 = crate::two_factor::base32(&secret);
-            let account = self.session.email.as_deref().unwrap_or(user);
+            let account = self.session.email().unwrap_or(user);
             (
                 crate::two_factor::qr::svg(&otpauth_uri(self.heading(), account, &b32)),
                 b32,
@@ -262,7 +262,7 @@ impl View<'_> {
             color: portal.branding.color.as_deref(),
             action: &action,
             rd: self.rd,
-            csrf: &self.session.csrf,
+            csrf: self.session.csrf(),
             enrol: enrol.as_ref().map(|(svg, b32)| (svg.as_str(), b32.as_str())),
             error,
             dont_ask_again: tf.dont_ask_again,
@@ -281,7 +281,7 @@ impl View<'_> {
             color: portal.branding.color.as_deref(),
             action: &action,
             rd: self.rd,
-            csrf: &self.session.csrf,
+            csrf: self.session.csrf(),
             enrol: None,
             error: None,
             dont_ask_again: false,

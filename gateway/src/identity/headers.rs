@@ -136,14 +136,14 @@ pub fn upstream_edits(headers: &HeaderMap, u: &Upstream<'_>, identity: Option<&I
         }
         // Built per request rather than kept per session: six small values
         // here cost less than ~200 B more for each of 100,000 cached sessions.
-        set(&mut edits, USER, header_safe(&s.user_key));
-        if let Some(e) = &s.email {
+        set(&mut edits, USER, header_safe(s.user_key()));
+        if let Some(e) = s.email() {
             set(&mut edits, EMAIL, header_safe(e));
         }
-        if let Some(n) = &s.name {
+        if let Some(n) = s.name() {
             set(&mut edits, NAME, header_safe(n));
         }
-        set(&mut edits, OID, header_safe(&s.oid));
+        set(&mut edits, OID, header_safe(s.oid()));
         set(&mut edits, TID, header_safe(s.tid.as_str()));
         set(&mut edits, PORTAL, header_safe(s.portal_kind.as_str()));
     }

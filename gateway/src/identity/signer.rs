@@ -202,7 +202,7 @@ fn write_payload(out: &mut Vec<u8>, iss: &str, aud: &str, s: &Session, iat: i64,
     write!(out, ",\"exp\":{exp},\"iat\":{iat},\"sub\":").map_err(io)?;
     // `tid:oid`: neither needs escaping as a GUID, but both are escaped
     // like any string rather than trusted to be one.
-    let (tid, oid) = (s.tid.as_str(), s.oid.as_str());
+    let (tid, oid) = (s.tid.as_str(), s.oid());
     if [tid, oid]
         .iter()
         .all(|v| v.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\'))
@@ -216,15 +216,15 @@ fn write_payload(out: &mut Vec<u8>, iss: &str, aud: &str, s: &Session, iat: i64,
     out.extend_from_slice(b",\"oid\":");
     string(out, oid)?;
     out.extend_from_slice(b",\"email\":");
-    optional(out, s.email.as_deref())?;
+    optional(out, s.email())?;
     out.extend_from_slice(b",\"name\":");
-    optional(out, s.name.as_deref())?;
+    optional(out, s.name())?;
     out.extend_from_slice(b",\"portal\":");
     string(out, s.portal_kind.as_str())?;
     out.extend_from_slice(b",\"client\":");
-    optional(out, s.client.as_deref())?;
+    optional(out, s.client())?;
     out.extend_from_slice(b",\"sid\":");
-    optional(out, s.sid.as_deref())?;
+    optional(out, s.sid())?;
     // `pending` never reaches here: a pending session gets no assertion.
     out.extend_from_slice(b",\"amr\":[\"sso\"],\"mfa\":");
     string(out, s.mfa.as_str())?;
@@ -249,6 +249,7 @@ pub struct Signed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::SessionRecord;
     use jsonwebtoken::{DecodingKey, Validation, decode, decode_header};
 
     fn cfg() -> Identity {
@@ -267,7 +268,11 @@ mod tests {
     }
 
     fn session() -> Session {
-        Session {
+        record().try_into().unwrap()
+    }
+
+    fn record() -> SessionRecord<String> {
+        SessionRecord::<String> {
             portal: "agent".into(),
             portal_kind: policy::PortalKind::Agent,
             tid: "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa".parse().unwrap(),
@@ -310,14 +315,14 @@ mod tests {
             aud: &signer.audience,
             exp,
             iat,
-            sub: format!("{}:{}", s.tid, s.oid),
+            sub: format!("{}:{}", s.tid, s.oid()),
             tid: s.tid.as_str(),
-            oid: &s.oid,
-            email: s.email.as_deref(),
-            name: s.name.as_deref(),
+            oid: s.oid(),
+            email: s.email(),
+            name: s.name(),
             portal: s.portal_kind.as_str(),
-            client: s.client.as_deref(),
-            sid: s.sid.as_deref(),
+            client: s.client(),
+            sid: s.sid(),
             amr: vec!["sso"],
             // `pending` never reaches here: a pending session gets no assertion.
             mfa: s.mfa.as_str(),
@@ -328,7 +333,7 @@ mod tests {
     #[test]
     fn the_payload_is_byte_for_byte_what_serde_writes() {
         let signer = signer();
-        let base = session();
+        let base = record();
         let mut variants = vec![base.clone()];
         let mut odd = base.clone();
         odd.name = Some("Quote \" back\\slash \u{1} tab\t Zoë 😀 </script>".into());
@@ -342,7 +347,8 @@ mod tests {
         let mut weird_oid = base.clone();
         weird_oid.oid = "not\"a\\guid".into();
         variants.push(weird_oid);
-        for s in &variants {
+        for r in variants {
+            let s: &Session = &r.try_into().unwrap();
             let mut mine = Vec::new();
             write_payload(&mut mine, &signer.issuer, &signer.audience, s, 1_700_000_000, -5).unwrap();
             let reference = serde_json::to_vec(&claims(&signer, s, 1_700_000_000, -5)).unwrap();
@@ -366,7 +372,7 @@ mod tests {
         assert_eq!(claims["email"], "zoe@contoso.example");
         assert_eq!(claims["name"], "Zoë Ünicode");
         assert_eq!(claims["exp"], now + 300);
-        assert_eq!(claims["sub"], format!("{}:{}", s.tid, s.oid));
+        assert_eq!(claims["sub"], format!("{}:{}", s.tid, s.oid()));
     }
 
     #[test]
@@ -374,8 +380,9 @@ mod tests {
         let signer = signer();
         let s = session();
         let signed = signer.sign(&s, jsonwebtoken::get_current_timestamp() as i64).unwrap();
-        let mut other = s.clone();
-        other.email = Some("mallory@contoso.example".into());
+        let mut other = s.record();
+        other.email = Some("mallory@contoso.example");
+        let other: Session = other.try_into().unwrap();
         let forged = signer.render(&other, &signed).unwrap();
         assert!(
             verify(&signer, &forged).is_err(),

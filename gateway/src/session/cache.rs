@@ -4,26 +4,44 @@
 //! bus drops entries as soon as any instance ends a session, and past its
 //! capacity the cache evicts one cold entry at a time (quick_cache's
 //! CLOCK-Pro), never everything at once.
+//!
+//! The same entry keeps the session's assertion signature (see
+//! `identity::Assertions`, which makes and renews it): one map keyed by the
+//! session instead of two, so a session costs one key, one slot and one
+//! bucket (issue 13's "≤ 1 KiB per session"), and whatever drops a session
+//! (an end, a revocation, eviction) drops its signature with it. With the
+//! memory store (no cached sessions: the store is read in place) entries
+//! hold only the signature.
 
 use super::{Session, SessionKey};
+use crate::identity::signer::Signed;
 use crate::metrics::METRICS;
-use quick_cache::sync::Cache;
+use policy::two_factor::Mfa;
+use quick_cache::sync::{Cache, EntryAction, EntryResult};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub struct LocalCache {
     ttl: Duration,
-    /// Shared, not copied: a hit costs a reference count, and an entry
-    /// holds a pointer instead of a whole `Session`.
-    map: Cache<SessionKey, (Arc<Session>, Instant)>,
+    map: Cache<SessionKey, Entry>,
+}
+
+#[derive(Clone)]
+struct Entry {
+    /// Shared, not copied: a hit costs a reference count. When it was put.
+    session: Option<(Arc<Session>, Instant)>,
+    /// Signed for the session in this second-factor state (`mfa` is the one
+    /// claim that changes while a session lives: a signature made before the
+    /// 2FA step is never paired with the claims after it).
+    signed: Option<(Mfa, Signed)>,
 }
 
 impl LocalCache {
+    /// `ttl` zero: no sessions are cached (signatures still are).
     pub fn new(ttl: Duration, max: usize) -> Self {
         LocalCache {
             ttl,
-            // A disabled cache still needs a (tiny) map to hold nothing in.
-            map: Cache::new(if ttl.is_zero() { 1 } else { max.max(1) }),
+            map: Cache::new(max.max(1)),
         }
     }
 
@@ -38,6 +56,7 @@ impl LocalCache {
         let found = self
             .map
             .get(id)
+            .and_then(|e| e.session)
             .filter(|(_, at)| at.elapsed() < self.ttl)
             .map(|(s, _)| s);
         let counter = if found.is_some() {
@@ -58,13 +77,52 @@ impl LocalCache {
         }
     }
 
+    /// Changes an entry in place, under the map's lock (so a concurrent
+    /// change of the entry's other half is never lost), or makes it.
+    fn update(&self, id: &SessionKey, change: impl FnOnce(&mut Entry)) {
+        let mut change = Some(change);
+        let result = self.map.entry(id, None, |_, e| {
+            if let Some(change) = change.take() {
+                change(e);
+            }
+            EntryAction::Retain(())
+        });
+        if let EntryResult::Vacant(guard) = result {
+            let mut e = Entry {
+                session: None,
+                signed: None,
+            };
+            if let Some(change) = change.take() {
+                change(&mut e);
+            }
+            let _ = guard.insert(e);
+        }
+    }
+
     pub fn put(&self, id: &SessionKey, s: &Arc<Session>) {
         if self.enabled() {
-            self.map.insert(*id, (s.clone(), Instant::now()));
+            let s = s.clone();
+            self.update(id, |e| e.session = Some((s, Instant::now())));
             self.report_size();
         }
     }
 
+    /// The signature kept for this session in this second-factor state.
+    pub fn signed(&self, id: &SessionKey, mfa: Mfa) -> Option<Signed> {
+        self.map
+            .get(id)
+            .and_then(|e| e.signed)
+            .filter(|(for_mfa, _)| *for_mfa == mfa)
+            .map(|(_, signed)| signed)
+    }
+
+    /// Keeps a signature made for this session in this second-factor state
+    /// (replacing the one before, of this state or another).
+    pub fn keep_signed(&self, id: &SessionKey, mfa: Mfa, signed: Signed) {
+        self.update(id, |e| e.signed = Some((mfa, signed)));
+    }
+
+    /// The session and its signature.
     pub fn remove(&self, id: &SessionKey) {
         self.map.remove(id);
         self.report_size();
@@ -121,6 +179,67 @@ mod tests {
         assert!(short.get(&id).is_some());
         std::thread::sleep(Duration::from_millis(30));
         assert!(short.get(&id).is_none());
+    }
+
+    fn signer() -> crate::identity::AssertionSigner {
+        let cfg = crate::config::Identity {
+            audience: "app".into(),
+            issuer: "https://gw.example".into(),
+            assertion_lifetime: Duration::from_secs(300),
+            signing_key: None,
+            signing_keys: Vec::new(),
+            convenience_headers: true,
+        };
+        let pem = crate::identity::signer::generate_pem().unwrap();
+        crate::identity::AssertionSigner::from_pem(&pem, &cfg).unwrap()
+    }
+
+    /// One entry holds a session and its signature: neither half's update
+    /// loses the other, the signature is only ever handed out for the
+    /// second-factor state it was made in, and removing the session
+    /// removes its signature.
+    #[test]
+    fn a_signature_is_kept_with_its_session_for_its_mfa_only() {
+        let (signer, s) = (signer(), session());
+        let jwt = |signed: Signed| signer.render(&s, &signed).unwrap();
+        let cache = LocalCache::new(Duration::from_secs(60), 10);
+        let (id, other) = (SessionId::generate().key(), SessionId::generate().key());
+        cache.put(&id, &s);
+        let before = signer.sign(&s, 1000).unwrap();
+        cache.keep_signed(&id, Mfa::None, before);
+        assert!(cache.get(&id).is_some(), "the session stays");
+        assert_eq!(cache.signed(&id, Mfa::None).map(jwt), Some(jwt(before)));
+        assert!(cache.signed(&id, Mfa::Totp).is_none(), "not for another state");
+        assert!(cache.signed(&other, Mfa::None).is_none(), "nor another session");
+        // A touch puts the session again: the signature stays.
+        cache.put(&id, &s);
+        assert_eq!(cache.signed(&id, Mfa::None).map(jwt), Some(jwt(before)));
+        // The second factor done: the new state's signature replaces it.
+        let after = signer.sign(&s, 1001).unwrap();
+        cache.keep_signed(&id, Mfa::Totp, after);
+        assert!(cache.signed(&id, Mfa::None).is_none());
+        assert_eq!(cache.signed(&id, Mfa::Totp).map(jwt), Some(jwt(after)));
+        assert_eq!(cache.len(), 1, "one entry per session");
+        cache.remove(&id);
+        assert!(cache.get(&id).is_none() && cache.signed(&id, Mfa::Totp).is_none());
+        // Cleared (revocations missed): nothing signed survives either.
+        cache.keep_signed(&id, Mfa::None, before);
+        cache.clear();
+        assert!(cache.signed(&id, Mfa::None).is_none());
+    }
+
+    /// The memory store caches no sessions (it is read in place), but
+    /// signatures are still kept.
+    #[test]
+    fn with_sessions_uncached_signatures_are_still_kept() {
+        let (signer, s) = (signer(), session());
+        let cache = LocalCache::new(Duration::ZERO, 10);
+        let id = SessionId::generate().key();
+        cache.put(&id, &s);
+        assert!(cache.get(&id).is_none());
+        cache.keep_signed(&id, Mfa::None, signer.sign(&s, 1000).unwrap());
+        assert!(cache.signed(&id, Mfa::None).is_some());
+        assert!(cache.get(&id).is_none(), "a signature is not a cached session");
     }
 
     /// Counters are process-wide and tests run in parallel: only growth is

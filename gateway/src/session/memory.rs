@@ -89,13 +89,13 @@ impl SessionStore for MemoryStore {
         let mut g = self.lock();
         g.sweep();
         g.sessions.insert(*id, (Arc::new(s.clone()), Instant::now() + ttl));
-        if let Some(sid) = &s.sid {
-            let v = g.by_sid.entry(sid.clone()).or_default();
+        if let Some(sid) = s.sid() {
+            let v = g.by_sid.entry(sid.to_string()).or_default();
             if !v.contains(id) {
                 v.push(*id);
             }
         }
-        let v = g.by_user.entry(s.user_key.clone()).or_default();
+        let v = g.by_user.entry(s.user_key().to_string()).or_default();
         if !v.contains(id) {
             v.push(*id);
         }
@@ -210,7 +210,7 @@ mod tests {
     use super::*;
 
     fn session(now: i64) -> Session {
-        Session {
+        SessionRecord::<String> {
             portal: "agent".into(),
             portal_kind: policy::PortalKind::Agent,
             tid: "aaaaaaaa-1111-4111-8111-aaaaaaaaaaaa".parse().unwrap(),
@@ -232,6 +232,8 @@ mod tests {
             new_user: false,
             mfa: Default::default(),
         }
+        .try_into()
+        .unwrap()
     }
 
     #[test]

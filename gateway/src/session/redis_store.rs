@@ -112,8 +112,8 @@ impl SessionStore for RedisStore {
         let mut session = redis::pipe();
         session.set_ex(self.session_key(id), encode(s)?, ttl).ignore();
         writes.push(session);
-        let mut indexes = vec![self.user_key(&s.user_key)];
-        if let Some(sid) = &s.sid {
+        let mut indexes = vec![self.user_key(s.user_key())];
+        if let Some(sid) = s.sid() {
             indexes.push(self.sid_key(sid));
         }
         for k in &indexes {
@@ -159,8 +159,8 @@ impl SessionStore for RedisStore {
         // lifetime. Best effort: a member left behind is pruned on read and
         // goes with the set's expiry. Redis drops a set emptied this way.
         let member = id.to_hex();
-        let mut indexes = vec![self.user_key(&s.user_key)];
-        if let Some(sid) = &s.sid {
+        let mut indexes = vec![self.user_key(s.user_key())];
+        if let Some(sid) = s.sid() {
             indexes.push(self.sid_key(sid));
         }
         for k in indexes {

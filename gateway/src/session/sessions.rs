@@ -1,6 +1,7 @@
 //! The session side of a running gateway: cookie → session (local cache
 //! first, then the store), touches, ends (here and, over the revocation bus,
-//! everywhere), and the caches that must let go when a session ends.
+//! everywhere), and the local cache that must let go when a session ends
+//! (with the session, the signature kept for it: see [`LocalCache`]).
 
 use super::cache::LocalCache;
 use super::store::{Revocation, Store, StoreError};
@@ -12,32 +13,24 @@ use std::time::Duration;
 
 const SESSION_CACHE_MAX: usize = 100_000;
 
-/// Something cached per session elsewhere (the assertion signatures): told
-/// when a session ends here or on another instance, so it never outlives it.
-pub trait SessionDerived: Send + Sync {
-    fn forget(&self, id: &SessionKey);
-    /// Revocations may have been missed: drop everything.
-    fn forget_all(&self);
-}
-
 pub struct Sessions {
     store: Arc<dyn Store>,
-    /// Sessions read recently (Redis only): the fast path's source.
-    cache: LocalCache,
-    derived: Vec<Arc<dyn SessionDerived>>,
+    /// Sessions read recently (Redis only): the fast path's source; and
+    /// the assertion signature of each session (any store).
+    cache: Arc<LocalCache>,
 }
 
 impl Sessions {
     /// `local_cache_ttl` zero: no local cache (a memory store is its own).
-    pub fn new(store: Arc<dyn Store>, local_cache_ttl: Duration, derived: Vec<Arc<dyn SessionDerived>>) -> Self {
+    pub fn new(store: Arc<dyn Store>, local_cache_ttl: Duration) -> Self {
         Sessions {
             store,
-            cache: LocalCache::new(local_cache_ttl, SESSION_CACHE_MAX),
-            derived,
+            cache: Arc::new(LocalCache::new(local_cache_ttl, SESSION_CACHE_MAX)),
         }
     }
 
-    pub fn cache(&self) -> &LocalCache {
+    /// Shared with `identity::Assertions`, which keeps signatures in it.
+    pub fn cache(&self) -> &Arc<LocalCache> {
         &self.cache
     }
 
@@ -86,7 +79,7 @@ impl Sessions {
         }
         // A client's sessions carry its tenant pin: not valid at another
         // client's host or at the shared hosts, nor the other way round.
-        if s.portal != portal.name || s.client.as_deref() != client {
+        if s.portal() != portal.name || s.client() != client {
             return Ok(None);
         }
         if policy::lifetime::needs_touch(s.last_seen, now) {
@@ -175,18 +168,14 @@ impl Sessions {
         Ok(ended)
     }
 
+    /// The cached session and its signature.
     pub fn drop_cached(&self, id: &SessionKey) {
         self.cache.remove(id);
-        for d in &self.derived {
-            d.forget(id);
-        }
     }
 
+    /// Revocations may have been missed: nothing cached is trusted.
     fn drop_all_cached(&self) {
         self.cache.clear();
-        for d in &self.derived {
-            d.forget_all();
-        }
     }
 
     /// Applies what other instances revoked (runs for the process lifetime).

@@ -10,7 +10,7 @@
 //!   bench-helper plain-proxy LISTEN UPSTREAM   plain Pingora proxying (the stack's floor)
 
 use e2e::FormPost;
-use entra_gateway::session::{Session, SessionId, SessionStore};
+use entra_gateway::session::{Session, SessionId, SessionRecord, SessionStore};
 use mock_entra::{MockApp, MockEntra, MockEntraConfig};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -122,7 +122,7 @@ fn bench_user(i: usize) -> &'static str {
 fn bench_session(i: usize) -> Session {
     let now = entra_gateway::session::now_unix();
     let user = &e2e::users()[i % 2];
-    Session {
+    SessionRecord::<String> {
         portal: "agent".into(),
         portal_kind: policy::PortalKind::Agent,
         tid: user.tenant.parse().expect("a GUID"),
@@ -144,6 +144,8 @@ fn bench_session(i: usize) -> Session {
         new_user: false,
         mfa: Default::default(),
     }
+    .try_into()
+    .expect("a session's strings fit")
 }
 
 async fn run_concurrently<F, Fut>(n: usize, c: usize, job: F)
