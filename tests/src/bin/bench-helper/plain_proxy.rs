@@ -2,6 +2,11 @@
 //! with no filters, set up like the gateway's server (one worker thread, the
 //! same short shutdown), so the gateway's rows can be read against what
 //! Pingora alone costs on this machine.
+//!
+//! Optionally with a fixed set of headers inserted into every upstream
+//! request, the way the gateway inserts its own (Pingora's `insert_header`
+//! with a static name, a value made per request): the floor for doing the
+//! same header work, without any of the gateway's decisions.
 
 use async_trait::async_trait;
 use pingora::prelude::*;
@@ -9,6 +14,7 @@ use pingora::server::configuration::ServerConf;
 
 struct PlainProxy {
     upstream: String,
+    headers: Vec<(&'static str, String)>,
 }
 
 #[async_trait]
@@ -22,13 +28,34 @@ impl ProxyHttp for PlainProxy {
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
         Ok(Box::new(HttpPeer::new(self.upstream.as_str(), false, String::new())))
     }
+
+    async fn upstream_request_filter(
+        &self,
+        _s: &mut Session,
+        up: &mut pingora::http::RequestHeader,
+        _ctx: &mut (),
+    ) -> Result<()> {
+        for (name, value) in &self.headers {
+            up.insert_header(*name, value.clone())?;
+        }
+        Ok(())
+    }
+}
+
+/// `name: value` lines (the names kept for the process's life, like the
+/// gateway's static ones).
+pub fn headers(text: &str) -> Vec<(&'static str, String)> {
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (&*Box::leak(n.trim().to_string().into_boxed_str()), v.trim().to_string()))
+        .collect()
 }
 
 /// Serves `listen` → `upstream` (both `host:port`) until SIGTERM/SIGINT.
 ///
 /// Pingora builds its own runtimes and refuses to start inside another one,
 /// so the caller runs this on a thread of its own, outside `#[tokio::main]`'s.
-pub fn run(listen: &str, upstream: &str) -> ! {
+pub fn run(listen: &str, upstream: &str, headers: Vec<(&'static str, String)>) -> ! {
     let tmp = std::env::temp_dir();
     let pid = std::process::id();
     let conf = ServerConf {
@@ -45,6 +72,7 @@ pub fn run(listen: &str, upstream: &str) -> ! {
         &server.configuration,
         PlainProxy {
             upstream: upstream.to_string(),
+            headers,
         },
     );
     proxy.add_tcp(listen);
