@@ -65,8 +65,9 @@ pub struct Identity {
 pub enum Step {
     /// Answer it here.
     Respond(Outcome, Resp),
-    /// One of the gateway's `/auth/*` pages: read the body, then [`auth::handle`].
-    Auth(RequestContext),
+    /// One of the gateway's `/auth/*` pages (`rel_path`: the path inside the
+    /// portal): read the body, then [`auth::handle`].
+    Auth { cx: RequestContext, rel_path: String },
     /// The application's: decide access (see [`access`]).
     App { cx: RequestContext, public: bool },
 }
@@ -106,7 +107,10 @@ pub async fn route(app: &App, req: &Parts, raw_target: &[u8], conn: &Conn) -> St
             METRICS.bad_requests.with_label_values(&[Reason::NoPortal.code()]).inc();
             Step::Respond(Outcome::NoPortal, respond::refusal(Reason::NoPortal, None, None, nav))
         }
-        Route::Auth(p) => Step::Auth(context(app, &p, conn)),
+        Route::Auth(p) => Step::Auth {
+            cx: context(app, &p, conn),
+            rel_path: p.rel_path.to_string(),
+        },
         Route::App { req: p, public } => Step::App {
             cx: context(app, &p, conn),
             public,
@@ -119,15 +123,18 @@ fn context(app: &App, p: &PortalRequest<'_>, conn: &Conn) -> RequestContext {
     let portal = app.portal(p.portal);
     RequestContext {
         client: p.client,
-        portal_url: policy::route::portal_url_at(
-            &portal.url,
-            portal.https,
-            &portal.route.path_prefix,
-            p.client.map(|_| p.authority.as_ref()),
-        ),
+        // Every request has a context; only one at a client's host needs
+        // its own portal URL (the others' is the configured one).
+        client_portal_url: p.client.map(|_| {
+            policy::route::portal_url_at(
+                &portal.url,
+                portal.https,
+                &portal.route.path_prefix,
+                Some(p.authority.as_ref()),
+            )
+        }),
         portal: p.portal,
         secure_cookies: cookies_secure(conn.https, app.config.server.insecure_dev_cookies),
-        rel_path: p.rel_path.to_string(),
         client_ip: conn.client_ip,
         sso: p.sso,
     }

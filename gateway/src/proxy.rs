@@ -168,12 +168,12 @@ impl ProxyHttp for GatewayProxy {
         ));
         match front::route(app, req, req.raw_path(), &ctx.conn).await {
             Step::Respond(outcome, resp) => answer(session, ctx, outcome, resp).await,
-            Step::Auth(cx) => {
+            Step::Auth { cx, rel_path } => {
                 ctx.portal = Some(cx.portal);
                 let Some(body) = read_body(session).await? else {
                     return answer(session, ctx, Outcome::Auth, body_too_large()).await;
                 };
-                let resp = auth::handle(app, front::to_http(session.req_header(), body), &cx).await;
+                let resp = auth::handle(app, front::to_http(session.req_header(), body), &cx, &rel_path).await;
                 answer(session, ctx, Outcome::Auth, resp).await
             }
             Step::App { cx, public } => {

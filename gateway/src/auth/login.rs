@@ -80,7 +80,7 @@ pub async fn start(app: &App, req: &Request<Bytes>, cx: &RequestContext, rd: Opt
         &entra.tenant_id,
         client.and_then(|c| c.tenant_id.as_ref()),
     );
-    let redirect_uri = format!("{}/auth/account/azureresponse", cx.portal_url);
+    let redirect_uri = format!("{}/auth/account/azureresponse", cx.portal_url(app));
     let record = LoginRecord {
         portal: portal.name.clone(),
         nonce: nonce.clone(),

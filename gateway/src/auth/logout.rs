@@ -36,7 +36,7 @@ pub async fn handle(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Res
         if !bool::from(csrf.as_bytes().ct_eq(session.csrf().as_bytes())) {
             return respond::refusal(Reason::CsrfMismatch, None, Some(portal), true);
         }
-    } else if !policy::origin::get_is_same_origin(&super::origin_facts(req, cx)) {
+    } else if !policy::origin::get_is_same_origin(&super::origin_facts(app, req, cx)) {
         return respond::html_posting_to(
             200,
             crate::pages::logout_confirm(
@@ -93,7 +93,7 @@ async fn end_session(
                 q.append_pair("client_id", app.config.entra.client_id.as_str());
                 q.append_pair(
                     "post_logout_redirect_uri",
-                    &format!("{}/auth/logged-out", cx.portal_url),
+                    &format!("{}/auth/logged-out", cx.portal_url(app)),
                 );
                 // The login_hint claim, never an email: it names the account
                 // to Entra without disclosing anything to a log.

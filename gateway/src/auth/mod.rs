@@ -25,13 +25,11 @@ pub struct RequestContext {
     pub portal: usize,
     /// Whether cookies set on this response must be `Secure`.
     pub secure_cookies: bool,
-    /// The path inside the portal (`/auth/login`).
-    pub rel_path: String,
     /// The client whose host the request came to, if any.
     pub client: Option<usize>,
-    /// The portal's public URL as this browser reaches it (the client's host
-    /// when there is one), without trailing slash.
-    pub portal_url: String,
+    /// At a client's own host, the portal's URL as that host serves it
+    /// (see [`portal_url`](Self::portal_url)); built only then.
+    pub client_portal_url: Option<String>,
     /// The client's address (behind trusted proxies, the forwarded one).
     pub client_ip: Option<std::net::IpAddr>,
     /// SSO is on for this portal.
@@ -39,6 +37,14 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
+    /// The portal's public URL as this browser reaches it (the client's host
+    /// when there is one), without trailing slash.
+    pub fn portal_url<'a>(&'a self, app: &'a App) -> &'a str {
+        self.client_portal_url
+            .as_deref()
+            .unwrap_or_else(|| app.portal(self.portal).url.as_str())
+    }
+
     /// The name of the client whose host this is (sessions are bound to it).
     pub fn client_name<'a>(&self, app: &'a App) -> Option<&'a str> {
         self.client.map(|i| app.config.clients[i].name.as_str())
@@ -58,12 +64,16 @@ impl RequestContext {
 }
 
 /// What `policy::origin` needs of a request.
-pub fn origin_facts<'a>(req: &'a Request<Bytes>, cx: &'a RequestContext) -> policy::origin::OriginFacts<'a> {
+pub fn origin_facts<'a>(
+    app: &'a App,
+    req: &'a Request<Bytes>,
+    cx: &'a RequestContext,
+) -> policy::origin::OriginFacts<'a> {
     let h = req.headers();
     policy::origin::OriginFacts {
         sec_fetch_site: h.get("sec-fetch-site").and_then(|v| v.to_str().ok()),
         origin: h.get(http::header::ORIGIN).and_then(|v| v.to_str().ok()),
-        portal_url: &cx.portal_url,
+        portal_url: cx.portal_url(app),
     }
 }
 
@@ -136,14 +146,14 @@ pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> 
     params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }
 
-/// Routes a request whose portal-relative path starts with `/auth/`.
-pub async fn handle(app: &App, req: Request<Bytes>, cx: &RequestContext) -> Resp {
+/// Routes a request whose portal-relative path (`rel_path`) starts with `/auth/`.
+pub async fn handle(app: &App, req: Request<Bytes>, cx: &RequestContext, rel_path: &str) -> Resp {
     let portal = app.portal(cx.portal);
     let nav = is_navigation(&req);
-    match (req.method().clone(), cx.rel_path.as_str()) {
+    match (req.method().clone(), rel_path) {
         (Method::GET, "/auth/login") => local::login_entry(app, &req, cx).await,
         (Method::POST, "/auth/local" | "/auth/login")
-            if !policy::origin::post_is_same_origin(&origin_facts(&req, cx)) =>
+            if !policy::origin::post_is_same_origin(&origin_facts(app, &req, cx)) =>
         {
             cross_site_post(portal)
         }

@@ -40,7 +40,7 @@ async fn send(app: &App, method: &str, target: &str, headers: &[(&str, &str)], b
         https: false,
     };
     match crate::front::route(app, &parts, target.as_bytes(), &conn).await {
-        Step::Auth(cx) => handle(app, http::Request::from_parts(parts, body), &cx).await,
+        Step::Auth { cx, rel_path } => handle(app, http::Request::from_parts(parts, body), &cx, &rel_path).await,
         other => panic!("{target} is not an auth route: {other:?}"),
     }
 }

@@ -76,7 +76,7 @@ pub async fn handle(app: &App, req: &Request<Bytes>, cx: &RequestContext) -> Res
     if !app.config.two_factor.enabled() {
         return respond::redirect(303, &rd);
     }
-    if req.method() == Method::POST && !policy::origin::post_is_same_origin(&origin_facts(req, cx)) {
+    if req.method() == Method::POST && !policy::origin::post_is_same_origin(&origin_facts(app, req, cx)) {
         return cross_site_post(portal);
     }
     let (name, _) = app.cookie_names(cx.portal, cx.secure_cookies);
