@@ -414,15 +414,7 @@ fn expand_replaces_exactly(cases: u32) {
 /// reading it never panics and never lets anyone skip the step; a cookie the
 /// gateway signed works for its user only, and one flipped byte voids it.
 fn remembered_any_input(cases: u32) {
-    use crate::config::{Secret, TwoFactor, TwoFactorRequired};
-    let settings = TwoFactor {
-        required_for: TwoFactorRequired::Everyone,
-        listed_users: vec![],
-        bypass_with_sso: false,
-        dont_ask_again: true,
-        dont_ask_again_days: 30,
-        encryption_key: Some(Secret::new("0123456789abcdef0123456789abcdef".into())),
-    };
+    let settings = crate::two_factor::tests::settings();
     let f = crate::two_factor::Factors::new(&settings, std::sync::Arc::new(crate::session::MemoryStore::new()));
     let signed = f.remember_cookie("ann", 1, 2_000).expect("signs");
     let any = prop_oneof![

@@ -347,6 +347,19 @@ impl Harness {
     }
 
     /// Reads a Prometheus counter value (sum over series matching `labels`).
+    /// Waits (up to 20 s) until the sum of `name{labels}` reaches `at_least`.
+    pub async fn wait_for_metric(&self, name: &str, labels: &[(&str, &str)], at_least: f64) {
+        let start = std::time::Instant::now();
+        while self.metric(name, labels).await < at_least {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "{name}{labels:?} never reached {at_least}:\n{}",
+                self.gateway.logs()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.gateway.metrics_port))
             .await

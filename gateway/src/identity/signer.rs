@@ -356,6 +356,30 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2_000, ..Default::default() })]
+        /// Whatever strings a token or the directory put in a session, the
+        /// hand-written payload is what serde writes.
+        #[test]
+        fn the_payload_is_serdes_for_any_strings(
+            name in proptest::option::of(".*"),
+            email in proptest::option::of(".*"),
+            client in proptest::option::of(".*"),
+            sid in proptest::option::of(".*"),
+            oid in ".*",
+            new_user: bool,
+            iat: i64,
+        ) {
+            let signer = signer();
+            let r = SessionRecord { name, email, client, sid, oid, new_user, ..record() };
+            let Ok(s) = Session::try_from(r) else { return Ok(()) };
+            let mut mine = Vec::new();
+            write_payload(&mut mine, &signer.issuer, &signer.audience, &s, iat, iat.wrapping_add(300)).unwrap();
+            let reference = serde_json::to_vec(&claims(&signer, &s, iat, iat.wrapping_add(300))).unwrap();
+            proptest::prop_assert_eq!(mine, reference);
+        }
+    }
+
     #[test]
     fn a_rendered_assertion_verifies_with_the_published_key_every_time() {
         let signer = signer();

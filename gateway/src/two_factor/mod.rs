@@ -380,7 +380,7 @@ pub fn outcome(result: &'static str, portal: &str, user: &str) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::{Secret, TwoFactorRequired};
     use crate::session::MemoryStore;
@@ -389,7 +389,8 @@ mod tests {
         Factors::new(&settings(), Arc::new(MemoryStore::new()))
     }
 
-    fn settings() -> Settings {
+    /// Everyone asked, "don't ask again" on, a fixed key.
+    pub(crate) fn settings() -> Settings {
         Settings {
             required_for: TwoFactorRequired::Everyone,
             listed_users: vec![],
@@ -448,14 +449,7 @@ mod tests {
     #[tokio::test]
     async fn a_code_is_spent_once_across_copies_of_the_record() {
         let store = Arc::new(MemoryStore::new());
-        let settings = Settings {
-            required_for: TwoFactorRequired::Everyone,
-            listed_users: vec![],
-            bypass_with_sso: false,
-            dont_ask_again: true,
-            dont_ask_again_days: 30,
-            encryption_key: Some(Secret::new("0123456789abcdef0123456789abcdef".into())),
-        };
+        let settings = settings();
         let (one, two) = (Factors::new(&settings, store.clone()), Factors::new(&settings, store));
         let mut r = one.record("ann").await.unwrap();
         let secret = one.secret_for_enrolment("ann", &mut r).await.unwrap();
@@ -511,12 +505,9 @@ mod tests {
         let at = (0..100).find(|i| f.ip_failed(Some(ip), now + i).is_some());
         let at = now + at.expect("an address is locked out after enough wrong codes");
         let reloaded = f.reconfigured(&Settings {
-            required_for: TwoFactorRequired::Everyone,
-            listed_users: vec![],
-            bypass_with_sso: false,
             dont_ask_again: false,
-            dont_ask_again_days: 7,
             encryption_key: Some(Secret::new("fedcba9876543210fedcba9876543210".into())),
+            ..settings()
         });
         assert!(
             reloaded.ip_locked(Some(ip), at).is_some(),

@@ -365,7 +365,8 @@ async fn sighup_applies_a_valid_file_and_keeps_the_running_one_on_an_invalid_fil
     config["server"]["threads"] = json!(1); // needs a restart
     std::fs::write(h.gateway.config_path(), config::to_yaml(&config)).unwrap();
     h.gateway.signal("-HUP");
-    wait_for_metric(&h, "entra_gateway_config_reload_total", &[("result", "ok")], 1.0).await;
+    h.wait_for_metric("entra_gateway_config_reload_total", &[("result", "ok")], 1.0)
+        .await;
 
     let page = b.get("/auth/login?local=1").await;
     assert!(page.body.contains("Reloaded title"), "new branding: {}", page.body);
@@ -384,7 +385,8 @@ async fn sighup_applies_a_valid_file_and_keeps_the_running_one_on_an_invalid_fil
 
     std::fs::write(h.gateway.config_path(), "server: { listen: [ }\n").unwrap();
     h.gateway.signal("-HUP");
-    wait_for_metric(&h, "entra_gateway_config_reload_total", &[("result", "failed")], 1.0).await;
+    h.wait_for_metric("entra_gateway_config_reload_total", &[("result", "failed")], 1.0)
+        .await;
     let page = b.get("/auth/login?local=1").await;
     assert!(page.body.contains("Reloaded title"), "the running config stays");
     assert_eq!(alice.whoami().await.status, 200);
@@ -398,16 +400,4 @@ async fn sighup_applies_a_valid_file_and_keeps_the_running_one_on_an_invalid_fil
         at
     );
     assert!(h.gateway.logs().contains("config_reload_error"));
-}
-
-async fn wait_for_metric(h: &Harness, name: &str, labels: &[(&str, &str)], at_least: f64) {
-    let start = Instant::now();
-    while h.metric(name, labels).await < at_least {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "{name}{labels:?} < {at_least}:\n{}",
-            h.gateway.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

@@ -364,20 +364,11 @@ fn csp_options(redis: Option<String>) -> Options {
     .patch_wired(|w| json!({"entra": {"graph_host": w.entra}}))
 }
 
-async fn wait_for_metric(h: &Harness, name: &str, labels: &[(&str, &str)], at_least: f64) {
-    for _ in 0..200 {
-        if h.metric(name, labels).await >= at_least {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("{name}{labels:?} never reached {at_least}:\n{}", h.gateway.logs());
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn csp_sync_allows_customers_and_a_failure_keeps_the_last_good_list() {
     let h = Harness::start(csp_options(None)).await;
-    wait_for_metric(&h, "entra_gateway_csp_syncs_total", &[("result", "ok")], 1.0).await;
+    h.wait_for_metric("entra_gateway_csp_syncs_total", &[("result", "ok")], 1.0)
+        .await;
     assert!(h.entra.graph_calls() >= 2, "two pages read");
     let b = h.browser();
     b.sign_in("/", "carol@northwind.example").await; // a tenant added only by the CSP sync
@@ -388,7 +379,8 @@ async fn csp_sync_allows_customers_and_a_failure_keeps_the_last_good_list() {
     assert_eq!(h.metric("entra_gateway_csp_tenants", &[]).await, 2.0);
 
     h.entra.fail_graph(Some(403));
-    wait_for_metric(&h, "entra_gateway_csp_syncs_total", &[("result", "error")], 1.0).await;
+    h.wait_for_metric("entra_gateway_csp_syncs_total", &[("result", "error")], 1.0)
+        .await;
     let b = h.browser();
     b.sign_in("/", "carol@northwind.example").await; // the last good list stays after a 403
     let ready = reqwest::get(h.url("/.well-known/entra-gateway/readyz")).await.unwrap();

@@ -7,7 +7,6 @@
 use e2e::*;
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 /// A throw-away CA (as `TlsRedis` makes one) that the test clients trust.
 struct Ca {
@@ -112,18 +111,6 @@ async fn served_certificate(client: &reqwest::Client, port: u16) -> Vec<u8> {
         .to_vec()
 }
 
-async fn wait_for_metric(h: &Harness, name: &str, labels: &[(&str, &str)], at_least: f64) {
-    let start = Instant::now();
-    while h.metric(name, labels).await < at_least {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "{name}{labels:?} < {at_least}:\n{}",
-            h.gateway.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 const RELOADS: &str = "entra_gateway_config_reload_total";
 
 #[tokio::test(flavor = "multi_thread")]
@@ -160,7 +147,7 @@ async fn sighup_serves_renewed_certificate_files_to_new_connections_and_keeps_se
     // Renewed in place, same file names.
     files.write(&b.cert_pem, &b.key_pem);
     h.gateway.signal("-HUP");
-    wait_for_metric(&h, RELOADS, &[("result", "ok")], 1.0).await;
+    h.wait_for_metric(RELOADS, &[("result", "ok")], 1.0).await;
     assert_eq!(
         served_certificate(&tls_client(&ca), port).await,
         b.der,
@@ -194,7 +181,8 @@ async fn sighup_serves_renewed_certificate_files_to_new_connections_and_keeps_se
     {
         files.write(cert, key);
         h.gateway.signal("-HUP");
-        wait_for_metric(&h, RELOADS, &[("result", "failed")], n as f64 + 1.0).await;
+        h.wait_for_metric(RELOADS, &[("result", "failed")], n as f64 + 1.0)
+            .await;
         assert_eq!(served_certificate(&tls_client(&ca), port).await, b.der);
         assert_eq!(alice.xhr("/api/me").await.status, 200);
     }
