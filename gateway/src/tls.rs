@@ -140,33 +140,17 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, PairError> {
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, PairError> {
-    let pem = zeroize_on_drop(read(path)?);
-    PrivateKeyDer::from_pem_slice(&pem.0).map_err(|e| match e {
+    // The PEM text is wiped when dropped (the parsed key is rustls' to
+    // keep; the text need not linger in freed memory).
+    let pem = zeroize::Zeroizing::new(read(path)?);
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
         rustls_pki_types::pem::Error::NoItemsFound => PairError::NoKey { path: path.into() },
         _ => PairError::BadKeyPem { path: path.into() },
     })
 }
 
-/// The key file's bytes, overwritten when dropped (the parsed key is
-/// rustls' to keep; the PEM text need not linger in freed memory).
-struct Wiped(Vec<u8>);
-
-fn zeroize_on_drop(v: Vec<u8>) -> Wiped {
-    Wiped(v)
-}
-
-impl Drop for Wiped {
-    fn drop(&mut self) {
-        self.0.iter_mut().for_each(|b| *b = 0);
-        std::hint::black_box(&self.0);
-    }
-}
-
 fn fingerprint(der: &CertificateDer<'_>) -> String {
-    Sha256::digest(der.as_ref())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::session::hex(&Sha256::digest(der.as_ref()))
 }
 
 /// What the TLS listener asks for each handshake: the current pair, whatever

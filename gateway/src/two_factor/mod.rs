@@ -146,7 +146,7 @@ fn recovery_digest(salt: &str, code: &str) -> String {
     let mut h = Sha256::new();
     h.update(salt.as_bytes());
     h.update(normalise_recovery(code).as_bytes());
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    crate::session::hex(&h.finalize())
 }
 
 /// A recovery code: 10 characters of an unambiguous alphabet (~50 bits),
