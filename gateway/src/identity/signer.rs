@@ -135,9 +135,11 @@ impl AssertionSigner {
         PAYLOAD.with_borrow_mut(|payload| {
             payload.clear();
             write_payload(payload, &self.issuer, &self.audience, s, iat, exp)?;
-            let mut out = String::with_capacity(
-                self.header_b64.len() + 1 + payload.len().div_ceil(3) * 4 + 1 + SIGNATURE_B64_LEN,
-            );
+            // Exactly the finished JWT's length: a `String` whose length is
+            // its capacity becomes the header value without another allocation.
+            let payload_b64 =
+                base64::encoded_len(payload.len(), false).ok_or(SignerError::Sign("payload too long".into()))?;
+            let mut out = String::with_capacity(self.header_b64.len() + 1 + payload_b64 + 1 + SIGNATURE_B64_LEN);
             out.push_str(&self.header_b64);
             out.push('.');
             URL_SAFE_NO_PAD.encode_string(&payload[..], &mut out);
