@@ -298,12 +298,22 @@ impl GatewayProcess {
             }
             if let Ok(r) = client.get(&url).send().await
                 && r.status().is_success()
+                && self.metrics_listening().await
             {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("gateway not healthy after 30 s:\n{}", self.logs());
+    }
+
+    /// The operator listener is a service of its own: on a busy machine it
+    /// can start a moment after the proxy's listener answers healthz.
+    async fn metrics_listening(&self) -> bool {
+        self.metrics_port == 0
+            || tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port))
+                .await
+                .is_ok()
     }
 
     /// The file the gateway was started with (a test rewrites it before SIGHUP).
