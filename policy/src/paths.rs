@@ -26,17 +26,26 @@ fn is_safe(p: &str) -> bool {
 /// a path the application would normalise into another portal
 /// (`/portal/../admin`) must not be matched to the first one.
 pub fn is_normalized(path: &str) -> bool {
+    if !path.contains('%') {
+        // Nothing percent-encoded (most requests): the segments are as
+        // written, so they are read in place, with no copy per request.
+        return !path.contains('\\') && path.split('/').all(|seg| !is_dot_segment(seg));
+    }
     let lower = path.to_ascii_lowercase();
     if lower.contains('\\') || lower.contains("%5c") {
         return false;
     }
-    lower.replace("%2f", "/").split('/').all(|seg| {
-        let decoded = seg.replace("%2e", ".").replace("%3b", ";");
-        // Servlet containers drop `;parameters` before resolving dot
-        // segments: `/portal/..;/admin` is `/admin` to them.
-        let bare = decoded.split(';').next().unwrap_or_default();
-        bare != "." && bare != ".."
-    })
+    lower
+        .replace("%2f", "/")
+        .split('/')
+        .all(|seg| !is_dot_segment(&seg.replace("%2e", ".").replace("%3b", ";")))
+}
+
+/// `.` or `..`, also with `;parameters`: servlet containers drop those
+/// before resolving dot segments, so `/portal/..;/admin` is `/admin` to them.
+fn is_dot_segment(seg: &str) -> bool {
+    let bare = seg.split(';').next().unwrap_or_default();
+    bare == "." || bare == ".."
 }
 
 /// Whether a request target is origin-form (`/path?query`), or `OPTIONS *`
@@ -50,6 +59,31 @@ pub fn is_origin_form(method: &str, raw_target: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The version before the in-place fast path: it copied the path and
+    /// each segment on every request.
+    fn is_normalized_copying(path: &str) -> bool {
+        let lower = path.to_ascii_lowercase();
+        if lower.contains('\\') || lower.contains("%5c") {
+            return false;
+        }
+        lower.replace("%2f", "/").split('/').all(|seg| {
+            let decoded = seg.replace("%2e", ".").replace("%3b", ";");
+            let bare = decoded.split(';').next().unwrap_or_default();
+            bare != "." && bare != ".."
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(10_000))]
+        /// Paths built from the characters that matter (dots, slashes,
+        /// semicolons, backslashes, percent signs and the hex of %2e, %2f,
+        /// %3b, %5c in both cases) and any others.
+        #[test]
+        fn the_in_place_check_is_the_copying_one(path in "(/|\\.|;|\\\\|%|2|e|E|f|F|3|b|B|5|c|C|a|\\PC){0,24}") {
+            proptest::prop_assert_eq!(is_normalized(&path), is_normalized_copying(&path), "{:?}", path);
+        }
+    }
 
     #[test]
     fn request_targets() {
