@@ -346,7 +346,6 @@ impl Harness {
         b
     }
 
-    /// Reads a Prometheus counter value (sum over series matching `labels`).
     /// Waits (up to 20 s) until the sum of `name{labels}` reaches `at_least`.
     pub async fn wait_for_metric(&self, name: &str, labels: &[(&str, &str)], at_least: f64) {
         let start = std::time::Instant::now();
@@ -360,6 +359,7 @@ impl Harness {
         }
     }
 
+    /// Reads a Prometheus counter value (sum over series matching `labels`).
     pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.gateway.metrics_port))
             .await

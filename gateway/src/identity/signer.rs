@@ -137,8 +137,8 @@ impl AssertionSigner {
             write_payload(payload, &self.issuer, &self.audience, s, iat, exp)?;
             // Exactly the finished JWT's length: a `String` whose length is
             // its capacity becomes the header value without another allocation.
-            let payload_b64 =
-                base64::encoded_len(payload.len(), false).ok_or(SignerError::Sign("payload too long".into()))?;
+            let payload_b64 = base64::encoded_len(payload.len(), false)
+                .ok_or_else(|| SignerError::Sign("payload too long".into()))?;
             let mut out = String::with_capacity(self.header_b64.len() + 1 + payload_b64 + 1 + SIGNATURE_B64_LEN);
             out.push_str(&self.header_b64);
             out.push('.');
