@@ -160,7 +160,11 @@ impl App {
     /// The assertion of a session that still says `new_user`: the one
     /// request that wins the claim carries `new_user: true`, signed for it
     /// alone; every other gets the session's ordinary (cached) assertion.
-    pub async fn assertion_for_new_user(&self, id: &SessionKey, s: &mut Arc<Session>) -> Option<String> {
+    pub async fn assertion_for_new_user(
+        &self,
+        id: &SessionKey,
+        s: &mut Arc<Session>,
+    ) -> Option<Arc<crate::identity::headers::IdentityHeaders>> {
         if self.sessions.take_new_user(id, s).await {
             let mut once = Session::clone(s);
             once.new_user = true;

@@ -55,8 +55,9 @@ impl Conn {
 /// (shared with the local cache, not copied).
 #[derive(Debug, Clone)]
 pub struct Identity {
-    /// `X-Auth-Assertion`, ready to insert (cloning it is a reference count).
-    pub assertion: http::HeaderValue,
+    /// `X-Auth-Assertion` and the convenience headers, ready to insert
+    /// (shared by the session's requests: cloning a value is a reference count).
+    pub headers: Arc<crate::identity::headers::IdentityHeaders>,
     pub session: Arc<Session>,
 }
 
@@ -166,14 +167,12 @@ pub async fn access(app: &App, req: &Parts, cx: &RequestContext, public: bool) -
                             // A session from before 2FA applied, under bypass_with_sso.
                             Arc::make_mut(&mut s).mfa = mfa;
                         }
-                        let jwt = if s.new_user {
+                        let headers = if s.new_user {
                             app.assertion_for_new_user(&id, &mut s).await
                         } else {
                             app.assertions.for_session(&id, &s)
                         };
-                        identity = jwt
-                            .and_then(|jwt| http::HeaderValue::from_maybe_shared(bytes::Bytes::from(jwt)).ok())
-                            .map(|assertion| Identity { assertion, session: s });
+                        identity = headers.map(|headers| Identity { headers, session: s });
                     }
                 }
                 Ok(None) => {}

@@ -291,8 +291,12 @@ async fn an_assertion_is_never_served_from_before_its_mfa_changed() {
     use policy::two_factor::Mfa;
     let app = app();
     let id = crate::session::SessionId::generate().key();
-    let before = app.assertions.for_session(&id, &session(Mfa::None)).unwrap();
-    let after = app.assertions.for_session(&id, &session(Mfa::Totp)).unwrap();
+    let jwt = |s: crate::session::Session| {
+        let h = app.assertions.for_session(&id, &std::sync::Arc::new(s)).unwrap();
+        h.assertion().to_str().unwrap().to_string()
+    };
+    let before = jwt(session(Mfa::None));
+    let after = jwt(session(Mfa::Totp));
     let sig = |jwt: &str| jwt.rsplit('.').next().unwrap().to_string();
     assert_ne!(sig(&before), sig(&after), "signed afresh");
     let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(&app.assertions.signer.jwks_json()).unwrap();
@@ -308,7 +312,7 @@ async fn an_assertion_is_never_served_from_before_its_mfa_changed() {
         .claims;
     assert_eq!(claims["mfa"], "none");
     // The state after the change stays cached.
-    assert_eq!(app.assertions.for_session(&id, &session(Mfa::Totp)).unwrap(), after);
+    assert_eq!(jwt(session(Mfa::Totp)), after);
 }
 
 #[tokio::test]

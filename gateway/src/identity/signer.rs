@@ -241,7 +241,7 @@ fn write_payload(out: &mut Vec<u8>, iss: &str, aud: &str, s: &Session, iat: i64,
 const SIGNATURE_B64_LEN: usize = 86;
 
 /// A signed assertion without its payload (rebuilt from the session).
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Signed {
     pub iat: i64,
     pub exp: i64,
