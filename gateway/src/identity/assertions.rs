@@ -106,7 +106,10 @@ impl Assertions {
             .inspect_err(|e| tracing::error!(event = "assertion_sign_failed", error = %e))
             .ok()?;
         // The JWT's own buffer becomes the value: base64url and dots only.
-        let value = http::HeaderValue::from_maybe_shared(bytes::Bytes::from(jwt)).ok()?;
+        let mut value = http::HeaderValue::from_maybe_shared(bytes::Bytes::from(jwt)).ok()?;
+        // A bearer credential for the app: `Debug` prints it as "Sensitive",
+        // and HTTP/2 never indexes it.
+        value.set_sensitive(true);
         Some(Arc::new(IdentityHeaders::new(s, value)))
     }
 
@@ -175,6 +178,8 @@ mod tests {
         let id = SessionId::generate().key();
         let s = session("ann@contoso.example", 10);
         let first = a.for_session(&id, &s).unwrap();
+        assert!(first.assertion().is_sensitive(), "never printed by Debug");
+        assert!(!format!("{first:?}").contains(first.assertion().to_str().unwrap()));
         assert_eq!(
             header(&first, super::super::headers::EMAIL),
             Some("ann@contoso.example")
