@@ -157,10 +157,10 @@ impl App {
         &self.config.portals[i]
     }
 
-    /// The assertion of a session that still says `new_user`: the one
+    /// The identity headers of a session that still says `new_user`: the one
     /// request that wins the claim carries `new_user: true`, signed for it
     /// alone; every other gets the session's ordinary (cached) assertion.
-    pub async fn assertion_for_new_user(
+    pub async fn headers_for_new_user(
         &self,
         id: &SessionKey,
         s: &mut Arc<Session>,

@@ -168,7 +168,7 @@ pub async fn access(app: &App, req: &Parts, cx: &RequestContext, public: bool) -
                             Arc::make_mut(&mut s).mfa = mfa;
                         }
                         let headers = if s.new_user {
-                            app.assertion_for_new_user(&id, &mut s).await
+                            app.headers_for_new_user(&id, &mut s).await
                         } else {
                             app.assertions.for_session(&id, &s)
                         };

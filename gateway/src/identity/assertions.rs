@@ -15,7 +15,7 @@
 //! session itself (issue 13's "≤ 1 KiB per session").
 
 use super::headers::IdentityHeaders;
-use super::signer::{AssertionSigner, Signed};
+use super::signer::{AssertionSigner, Signed, SignerError};
 use crate::metrics::METRICS;
 use crate::session::cache::LocalCache;
 use crate::session::{Session, SessionKey, now_unix};
@@ -90,21 +90,13 @@ impl Assertions {
             return Some(a);
         }
         METRICS.assertion_cache.miss.inc();
-        let a = self
-            .signer
-            .sign(s, now)
-            .inspect_err(|e| tracing::error!(event = "assertion_sign_failed", error = %e))
-            .ok()?;
+        let a = logged(self.signer.sign(s, now))?;
         self.cache.keep_signed(id, s.mfa, a);
         Some(a)
     }
 
     fn render(&self, s: &Session, signed: &Signed) -> Option<Arc<IdentityHeaders>> {
-        let jwt = self
-            .signer
-            .render(s, signed)
-            .inspect_err(|e| tracing::error!(event = "assertion_sign_failed", error = %e))
-            .ok()?;
+        let jwt = logged(self.signer.render(s, signed))?;
         // The JWT's own buffer becomes the value: base64url and dots only.
         let mut value = http::HeaderValue::from_maybe_shared(bytes::Bytes::from(jwt)).ok()?;
         // A bearer credential for the app: `Debug` prints it as "Sensitive",
@@ -116,13 +108,16 @@ impl Assertions {
     /// Signed for this request only, not cached: the assertion that carries
     /// `new_user: true` once.
     pub fn uncached(&self, s: &Session) -> Option<Arc<IdentityHeaders>> {
-        let signed = self
-            .signer
-            .sign(s, now_unix())
-            .inspect_err(|e| tracing::error!(event = "assertion_sign_failed", error = %e))
-            .ok()?;
+        let signed = logged(self.signer.sign(s, now_unix()))?;
         self.render(s, &signed)
     }
+}
+
+/// A signing failure is logged (never the claims) and the request goes
+/// without an identity.
+fn logged<T>(r: Result<T, SignerError>) -> Option<T> {
+    r.inspect_err(|e| tracing::error!(event = "assertion_sign_failed", error = %e))
+        .ok()
 }
 
 #[cfg(test)]
@@ -132,17 +127,8 @@ mod tests {
     use std::time::Duration;
 
     fn assertions() -> Assertions {
-        let cfg = crate::config::Identity {
-            audience: "app".into(),
-            issuer: "https://gw.example".into(),
-            assertion_lifetime: Duration::from_secs(300),
-            signing_key: None,
-            signing_keys: Vec::new(),
-            convenience_headers: true,
-        };
-        let pem = crate::identity::signer::generate_pem().unwrap();
-        let signer = AssertionSigner::from_pem(&pem, &cfg).unwrap();
-        Assertions::new(signer, Arc::new(LocalCache::new(Duration::from_secs(60), 100)))
+        let cache = Arc::new(LocalCache::new(Duration::from_secs(60), 100));
+        Assertions::new(AssertionSigner::for_tests(), cache)
     }
 
     fn session(email: &str, last_seen: i64) -> Arc<Session> {

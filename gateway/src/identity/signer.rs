@@ -178,6 +178,28 @@ impl AssertionSigner {
     }
 }
 
+/// The identity settings unit tests sign with: issuer `https://gw.example`,
+/// audience `app`, 300 s.
+#[cfg(test)]
+pub fn test_identity() -> Identity {
+    Identity {
+        audience: "app".into(),
+        issuer: "https://gw.example".into(),
+        assertion_lifetime: std::time::Duration::from_secs(300),
+        signing_key: None,
+        signing_keys: Vec::new(),
+        convenience_headers: true,
+    }
+}
+
+#[cfg(test)]
+impl AssertionSigner {
+    /// A fresh key with [`test_identity`]'s settings.
+    pub fn for_tests() -> Self {
+        Self::from_pem(&generate_pem().expect("a key"), &test_identity()).expect("a signer")
+    }
+}
+
 /// The assertion's claims (SPEC §5) as JSON, in the order and spelling
 /// serde gives `AssertionClaims` (a test holds the two byte-equal), without
 /// serde's per-field machinery and the claim set's own allocations. Strings
@@ -254,19 +276,10 @@ mod tests {
     use crate::session::SessionRecord;
     use jsonwebtoken::{DecodingKey, Validation, decode, decode_header};
 
-    fn cfg() -> Identity {
-        Identity {
-            audience: "app".into(),
-            issuer: "https://gw.example".into(),
-            assertion_lifetime: std::time::Duration::from_secs(300),
-            signing_key: None,
-            signing_keys: Vec::new(),
-            convenience_headers: true,
-        }
-    }
+    use super::test_identity as cfg;
 
     fn signer() -> AssertionSigner {
-        AssertionSigner::from_pem(&generate_pem().unwrap(), &cfg()).unwrap()
+        AssertionSigner::for_tests()
     }
 
     fn session() -> Session {

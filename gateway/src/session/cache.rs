@@ -182,16 +182,7 @@ mod tests {
     }
 
     fn signer() -> crate::identity::AssertionSigner {
-        let cfg = crate::config::Identity {
-            audience: "app".into(),
-            issuer: "https://gw.example".into(),
-            assertion_lifetime: Duration::from_secs(300),
-            signing_key: None,
-            signing_keys: Vec::new(),
-            convenience_headers: true,
-        };
-        let pem = crate::identity::signer::generate_pem().unwrap();
-        crate::identity::AssertionSigner::from_pem(&pem, &cfg).unwrap()
+        crate::identity::AssertionSigner::for_tests()
     }
 
     /// One entry holds a session and its signature: neither half's update
