@@ -122,18 +122,37 @@ impl MockEntra {
         self.graph_edit(username, |u| u.user.name = name.to_string());
     }
 
-    /// Sets `accountEnabled` in Graph's view.
+    /// Sets `accountEnabled` in Graph's view. A disabled account's sign-in is
+    /// refused at the sign-in page (AADSTS50057), as Entra does.
     pub fn graph_set_enabled(&self, username: &str, enabled: bool) {
         self.graph_edit(username, |u| u.enabled = enabled);
     }
 
-    /// Deletes a user from Graph's view (sign-in is not affected).
+    /// Deletes a user from the tenant: Graph no longer lists it, and its
+    /// sign-in is refused (AADSTS50034).
     pub fn graph_remove(&self, username: &str) {
         self.inner
             .directory
             .lock()
             .expect("lock")
             .retain(|u| !u.user.username.eq_ignore_ascii_case(username));
+    }
+
+    /// Restores a deleted configured user (Entra's "deleted users" restore),
+    /// enabled.
+    pub fn graph_restore(&self, username: &str) {
+        let user = self
+            .inner
+            .config
+            .users
+            .iter()
+            .find(|u| u.username.eq_ignore_ascii_case(username))
+            .expect("graph_restore: not a configured user")
+            .clone();
+        let mut d = self.inner.directory.lock().expect("lock");
+        if !d.iter().any(|u| u.user.username.eq_ignore_ascii_case(username)) {
+            d.push(graph::DirectoryUser { user, enabled: true });
+        }
     }
 
     /// Adds a user to Graph's view only (not to the sign-in page).

@@ -86,6 +86,28 @@ impl Inner {
             .cloned()
     }
 
+    /// Why Entra refuses this account at its sign-in page, if it does: the
+    /// directory (Graph's view) is the tenant's, so an account disabled or
+    /// deleted there cannot sign in, with or without an Entra session in the
+    /// browser (AADSTS50057, AADSTS50034).
+    pub(crate) fn sign_in_refusal(&self, user: &MockUser, tenant: &str) -> Option<(&'static str, String)> {
+        let directory = self.directory.lock().expect("lock");
+        match directory
+            .iter()
+            .find(|d| d.user.username.eq_ignore_ascii_case(&user.username))
+        {
+            Some(d) if d.enabled => None,
+            Some(_) => Some(("AADSTS50057", "The user account is disabled.".to_string())),
+            None => Some((
+                "AADSTS50034",
+                format!(
+                    "The user account {} does not exist in the {} directory.",
+                    user.username, tenant
+                ),
+            )),
+        }
+    }
+
     pub(crate) fn app(&self, client_id: &str) -> Option<&MockApp> {
         self.config
             .apps

@@ -369,6 +369,26 @@ impl Browser {
         FormPost::parse(&r.body).unwrap_or_else(|| panic!("no form_post form in {}", r.body))
     }
 
+    /// Signs in at the mock Entra expecting Entra itself to refuse (an error
+    /// page, no form_post back to the gateway); returns the page's error.
+    pub async fn idp_refusal(&self, authorize: &Authorize, username: &str) -> String {
+        let mut fields: Vec<(String, String)> = authorize.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        fields.push(("username".into(), username.into()));
+        let action = authorize.url.split('?').next().expect("path").to_string();
+        let r = self.post_form(&action, &fields).await;
+        assert!(
+            FormPost::parse(&r.body).is_none(),
+            "Entra should refuse {username}, not answer the gateway: {}",
+            r.body
+        );
+        let error = r
+            .body
+            .split("<p id=\"error\">")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no error in {}", r.body));
+        error.split("</p>").next().unwrap_or_default().to_string()
+    }
+
     /// Submits the form_post to the gateway's callback, as the page's script
     /// would (a cross-site POST navigation).
     pub async fn deliver(&self, fp: &FormPost) -> Resp {

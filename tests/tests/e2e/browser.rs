@@ -21,6 +21,18 @@ fn artifacts() -> std::path::PathBuf {
     d
 }
 
+/// Writes a screenshot to tests/artifacts, and to docs/images as well when
+/// `UPDATE_DOCS_IMAGES=1`: the pages carry random secrets and times, so a
+/// plain test run would otherwise leave the docs' images changed every time.
+fn save_screenshot(name: &str, png: &[u8]) {
+    assert!(png.starts_with(b"\x89PNG"), "{name}: a PNG screenshot");
+    std::fs::write(artifacts().join(name), png).unwrap();
+    if std::env::var_os("UPDATE_DOCS_IMAGES").is_some_and(|v| v == "1") {
+        let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/images");
+        std::fs::write(docs.join(name), png).unwrap();
+    }
+}
+
 async fn chromium() -> (Driver, fantoccini::Client) {
     let port = free_port();
     let child = Command::new("chromedriver")
@@ -120,7 +132,7 @@ async fn chromium_signs_in_through_the_demo() {
         .for_element(Locator::Id("sign-in-microsoft"))
         .await
         .unwrap();
-    std::fs::write(artifacts().join("login-page.png"), c.screenshot().await.unwrap()).unwrap();
+    save_screenshot("login-page.png", &c.screenshot().await.unwrap());
 
     sign_in_through_the_login_page(&c, &base, false).await;
     let body = c.find(Locator::Css("body")).await.unwrap().text().await.unwrap();
@@ -140,7 +152,7 @@ async fn chromium_signs_in_through_the_demo() {
         texts.iter().filter(|t| t.contains(" GMT (")).count() >= 2,
         "exp and iat readable: {texts:?}"
     );
-    std::fs::write(artifacts().join("demo-signed-in.png"), c.screenshot().await.unwrap()).unwrap();
+    save_screenshot("demo-signed-in.png", &c.screenshot().await.unwrap());
     let session = c.get_named_cookie("entra_gw_agent").await.expect("session cookie");
     assert!(
         session.expires().is_none() || matches!(session.expires(), Some(cookie::Expiration::Session)),
@@ -364,10 +376,7 @@ async fn chromium_enrols_in_two_factor_through_the_qr_page() {
     code.send_keys(&crate::two_factor::code(secret.trim(), 0))
         .await
         .unwrap();
-    let shot = c.screenshot().await.unwrap();
-    std::fs::write(artifacts().join("two-factor-enrol.png"), &shot).unwrap();
-    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/images/two-factor-enrol.png");
-    std::fs::write(docs, &shot).unwrap();
+    save_screenshot("two-factor-enrol.png", &c.screenshot().await.unwrap());
     c.find(Locator::Id("verify")).await.unwrap().click().await.unwrap();
     let codes = c
         .wait()

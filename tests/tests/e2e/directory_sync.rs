@@ -157,12 +157,19 @@ async fn sync_pages_binds_renames_disables_prunes_and_the_user_signs_in_by_uniqu
     );
     assert!(rows[0].contains("\tZoë Renamed\t"), "{rows:?}");
     assert!(rows[2].ends_with("\ttrue\tfalse"), "{rows:?}");
-    // A disabled record is refused at sign-in.
+    // Entra itself refuses the disabled account...
     let b = h.browser();
+    let a = b.begin_login("/").await;
+    let refusal = b.idp_refusal(&a, "bob@contoso.example").await;
+    assert!(refusal.starts_with("AADSTS50057"), "{refusal}");
+    // ...and the gateway's record stays disabled until a sync says otherwise:
+    // re-enabled in Entra, Bob is still refused by the gateway.
+    h.entra.graph_set_enabled("bob@contoso.example", true);
     let a = b.begin_login("/").await;
     let fp = b.idp_sign_in(&a, "bob@contoso.example").await;
     let r = b.deliver(&fp).await;
     assert_refused(&b, &r, "account_disabled").await;
+    h.entra.graph_set_enabled("bob@contoso.example", false);
 
     let s = sync(&h, &["--prune", "--dry-run"], 0);
     assert!(s.contains("0 skipped, 1 pruned"), "{s}");
@@ -178,7 +185,13 @@ async fn sync_pages_binds_renames_disables_prunes_and_the_user_signs_in_by_uniqu
         "pruned = disabled: {rows:?}"
     );
     assert_eq!(rows.len(), 3, "nothing is deleted");
+    // Deleted in Entra, Alice cannot sign in there; restored there, she is
+    // refused by her pruned (disabled) record until a sync.
     let b = h.browser();
+    let a = b.begin_login("/portal/").await;
+    let refusal = b.idp_refusal(&a, "alice@contoso.example").await;
+    assert!(refusal.starts_with("AADSTS50034"), "{refusal}");
+    h.entra.graph_restore("alice@contoso.example");
     let a = b.begin_login("/portal/").await;
     let fp = b.idp_sign_in(&a, "alice@contoso.example").await;
     let r = b.deliver(&fp).await;
