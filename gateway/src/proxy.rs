@@ -19,7 +19,7 @@ use crate::access_log;
 use crate::app::App;
 use crate::auth;
 use crate::front::{self, Conn, Identity, Step, Verdict};
-use crate::identity::headers::{Edit, Upstream, upstream_edits};
+use crate::identity::headers::{Upstream, upstream_edits};
 use crate::lifecycle::{InFlight, SharedApp};
 use crate::metrics::METRICS;
 use crate::respond::{self, Resp};
@@ -272,15 +272,8 @@ impl ProxyHttp for GatewayProxy {
             convenience: cfg.identity.convenience_headers,
             request_id: ctx.request_id.as_ref(),
         };
-        for edit in upstream_edits(&up.headers, &facts, ctx.identity.as_ref()) {
-            match edit {
-                Edit::Remove(name) => {
-                    up.remove_header(&name);
-                }
-                Edit::Set(name, value) => up.insert_header(name, value)?,
-            }
-        }
-        Ok(())
+        let edits = upstream_edits(&up.headers, &facts, ctx.identity.as_ref());
+        crate::upstream::request::apply(up, edits, cfg.upstream.preserve_header_case)
     }
 
     async fn upstream_response_filter(&self, _s: &mut Session_, _r: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()>

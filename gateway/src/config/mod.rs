@@ -179,6 +179,9 @@ pub struct Upstream {
     pub strip_authorization: bool,
     /// Client headers with `_` in the name that may pass (lower-case).
     pub allow_underscore_headers: Vec<String>,
+    /// Header names reach the app spelt as the client sent them (see
+    /// `upstream::request`); false: in lower case, faster.
+    pub preserve_header_case: bool,
 }
 
 pub use policy::matching::MatchBy;

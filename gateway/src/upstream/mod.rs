@@ -9,6 +9,7 @@
 
 pub mod discovery;
 pub mod failure;
+pub mod request;
 pub mod tls;
 
 use crate::config::Upstream as UpstreamConfig;

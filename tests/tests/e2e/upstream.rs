@@ -461,3 +461,101 @@ async fn two_addresses_of_one_name_are_balanced_and_a_dead_one_is_skipped() {
     drop(one);
     assert!(!h.gateway.logs().contains("panicked"));
 }
+
+/// Answers every request `200 ok` on one kept-alive connection each, and
+/// hands over each request's head as received.
+async fn capturing_upstream() -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::AsyncWriteExt;
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else { return };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                while let Ok(n) = s.read(&mut chunk).await {
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head: Vec<u8> = buf.drain(..end + 4).collect();
+                        let _ = tx.send(String::from_utf8_lossy(&head).into_owned());
+                        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+                    }
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+/// One request written by hand (clients like reqwest lower-case names),
+/// with `headers` as given; returns the status line.
+async fn raw_get(h: &Harness, path: &str, headers: &str) -> String {
+    use tokio::io::AsyncWriteExt;
+    let addr = h.base.trim_start_matches("http://").to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    answer.lines().next().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn header_names_keep_their_spelling_unless_preserve_header_case_is_off() {
+    for preserve in [None, Some(false)] {
+        let (port, mut heads) = capturing_upstream().await;
+        let mut upstream = json!({ "url": format!("http://127.0.0.1:{port}") });
+        if let Some(p) = preserve {
+            upstream["preserve_header_case"] = json!(p);
+        }
+        let h = gateway(upstream).await;
+
+        // Anonymous, on a public route.
+        let status = raw_get(&h, "/public/a%20b?q=1", "X-Custom-Thing: 1\r\nX-Auth-User: spoofed\r\n").await;
+        assert_eq!(status, "HTTP/1.1 200 OK", "{preserve:?}");
+        let head = heads.recv().await.unwrap();
+        assert!(head.starts_with("GET /public/a%20b?q=1 HTTP/1.1\r\n"), "{head}");
+        let custom = if preserve.is_none() {
+            "X-Custom-Thing: 1\r\n"
+        } else {
+            "x-custom-thing: 1\r\n"
+        };
+        assert!(head.contains(custom), "{preserve:?}: {head}");
+        let lower = head.to_ascii_lowercase();
+        assert!(!lower.contains("spoofed"), "{head}");
+        assert!(lower.contains("\r\nx-forwarded-for: 127.0.0.1\r\n"), "{head}");
+
+        // Signed in: the gateway's cookie stays out, the identity goes in.
+        let b = h.signed_in("alice@contoso.example").await;
+        let name = b.session_cookie_name("agent");
+        let cookie = b.cookie(&name).expect("session cookie");
+        let status = raw_get(
+            &h,
+            "/x",
+            &format!("Cookie: app=1; {name}={cookie}\r\nX-Custom-Thing: 2\r\n"),
+        )
+        .await;
+        assert_eq!(status, "HTTP/1.1 200 OK", "{preserve:?}");
+        let head = heads.recv().await.unwrap();
+        let cookie_line = if preserve.is_none() {
+            "Cookie: app=1\r\n"
+        } else {
+            "cookie: app=1\r\n"
+        };
+        assert!(head.contains(cookie_line), "{preserve:?}: {head}");
+        assert!(!head.contains(&cookie), "the session cookie never reaches the app");
+        assert!(head.contains("\r\nx-auth-assertion: ey"), "{head}");
+        assert!(head.contains("\r\nx-auth-email: alice@contoso.example\r\n"), "{head}");
+        assert_eq!(
+            head.matches("-custom-thing: 2\r\n").count() + head.matches("-Custom-Thing: 2\r\n").count(),
+            1
+        );
+    }
+}
