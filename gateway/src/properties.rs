@@ -56,6 +56,7 @@ properties!(
     expand_replaces_exactly,
     remembered_any_input,
     request_id_any_input,
+    upstream_request_any_input,
 );
 
 fn pieces(tokens: &'static [&'static str], max: usize) -> impl Strategy<Value = String> {
@@ -465,4 +466,71 @@ fn request_id_any_input(cases: u32) {
         }
         Ok(())
     });
+}
+
+/// The request Pingora sends the app, from any request target and client
+/// header names: with the spelling map dropped (`preserve_header_case:
+/// false`) it has the same request line, and the same headers read
+/// case-insensitively, as with it kept; a spoofed identity header is gone
+/// either way.
+fn upstream_request_any_input(cases: u32) {
+    use crate::identity::headers::{ASSERTION, Edit};
+    use crate::upstream::request::apply;
+    use pingora::http::RequestHeader;
+    let target = prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..40),
+        pieces(
+            &[
+                "/",
+                "?",
+                "#",
+                "*",
+                ":",
+                "%",
+                "2e",
+                "..",
+                "http://",
+                "a.example",
+                "\u{e9}",
+                "@",
+                ";"
+            ],
+            10
+        )
+        .prop_map(String::into_bytes),
+    ];
+    let name = "[A-Za-z][A-Za-z0-9-]{0,12}";
+    let method = prop::sample::select(&["GET", "POST", "OPTIONS", "CONNECT", "PUT"][..]);
+    run(
+        cases,
+        (method, target, prop::collection::vec(name, 0..6)),
+        |(method, target, names)| {
+            let build = || -> Option<RequestHeader> {
+                let mut r = RequestHeader::build(method, &target, None).ok()?;
+                for n in &names {
+                    r.append_header(n.clone(), "v").ok()?;
+                }
+                r.append_header("X-Auth-Assertion", "spoofed").ok()?;
+                Some(r)
+            };
+            let Some(mut kept) = build() else { return Ok(()) };
+            let mut lower = build().expect("built once, builds again");
+            let edits = || {
+                vec![
+                    Edit::Remove(http::HeaderName::from_static(ASSERTION)),
+                    Edit::Set(ASSERTION, HeaderValue::from_static("a.b.c")),
+                ]
+            };
+            apply(&mut kept, edits(), true).expect("applied with the spelling kept");
+            apply(&mut lower, edits(), false).expect("applied without it");
+            prop_assert_eq!(kept.raw_path(), lower.raw_path());
+            prop_assert_eq!(kept.raw_path_is_utf8(), lower.raw_path_is_utf8());
+            prop_assert_eq!(&kept.uri, &lower.uri);
+            prop_assert_eq!(&kept.method, &lower.method);
+            prop_assert_eq!(&kept.headers, &lower.headers);
+            prop_assert_eq!(lower.headers.get_all(ASSERTION).iter().count(), 1);
+            prop_assert_eq!(lower.headers.get(ASSERTION), Some(&HeaderValue::from_static("a.b.c")));
+            Ok(())
+        },
+    );
 }

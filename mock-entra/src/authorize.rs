@@ -116,7 +116,7 @@ fn authorize(s: Arc<Inner>, tenant: String, p: Params, sso: Option<String>) -> R
         let message = get("username").map(|_| "We couldn't find an account with that username.");
         return login_form(&s, &tenant, &p, message);
     };
-    if let Some((code, text)) = s.sign_in_refusal(&user, &user.tenant) {
+    if let Some((code, text)) = s.sign_in_refusal(&user) {
         return error_page(StatusCode::BAD_REQUEST, code, &text);
     }
     if s.known_tenant(&tenant) && user.tenant != tenant {

@@ -143,12 +143,8 @@ impl MockEntra {
     pub fn graph_restore(&self, username: &str) {
         let user = self
             .inner
-            .config
-            .users
-            .iter()
-            .find(|u| u.username.eq_ignore_ascii_case(username))
-            .expect("graph_restore: not a configured user")
-            .clone();
+            .find_user(username)
+            .expect("graph_restore: not a configured user");
         let mut d = self.inner.directory.lock().expect("lock");
         if !d.iter().any(|u| u.user.username.eq_ignore_ascii_case(username)) {
             d.push(graph::DirectoryUser { user, enabled: true });

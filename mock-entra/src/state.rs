@@ -90,7 +90,7 @@ impl Inner {
     /// directory (Graph's view) is the tenant's, so an account disabled or
     /// deleted there cannot sign in, with or without an Entra session in the
     /// browser (AADSTS50057, AADSTS50034).
-    pub(crate) fn sign_in_refusal(&self, user: &MockUser, tenant: &str) -> Option<(&'static str, String)> {
+    pub(crate) fn sign_in_refusal(&self, user: &MockUser) -> Option<(&'static str, String)> {
         let directory = self.directory.lock().expect("lock");
         match directory
             .iter()
@@ -102,7 +102,7 @@ impl Inner {
                 "AADSTS50034",
                 format!(
                     "The user account {} does not exist in the {} directory.",
-                    user.username, tenant
+                    user.username, user.tenant
                 ),
             )),
         }

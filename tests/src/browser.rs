@@ -361,10 +361,7 @@ impl Browser {
             return silent;
         }
         assert!(page.body.contains("id=\"i0116\""), "the mock shows its login form");
-        let mut fields: Vec<(String, String)> = authorize.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        fields.push(("username".into(), username.into()));
-        let action = authorize.url.split('?').next().expect("path").to_string();
-        let r = self.post_form(&action, &fields).await;
+        let r = self.submit_username(authorize, username).await;
         assert_eq!(r.status, 200, "form_post page: {}", r.body);
         FormPost::parse(&r.body).unwrap_or_else(|| panic!("no form_post form in {}", r.body))
     }
@@ -372,10 +369,7 @@ impl Browser {
     /// Signs in at the mock Entra expecting Entra itself to refuse (an error
     /// page, no form_post back to the gateway); returns the page's error.
     pub async fn idp_refusal(&self, authorize: &Authorize, username: &str) -> String {
-        let mut fields: Vec<(String, String)> = authorize.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        fields.push(("username".into(), username.into()));
-        let action = authorize.url.split('?').next().expect("path").to_string();
-        let r = self.post_form(&action, &fields).await;
+        let r = self.submit_username(authorize, username).await;
         assert!(
             FormPost::parse(&r.body).is_none(),
             "Entra should refuse {username}, not answer the gateway: {}",
@@ -387,6 +381,14 @@ impl Browser {
             .nth(1)
             .unwrap_or_else(|| panic!("no error in {}", r.body));
         error.split("</p>").next().unwrap_or_default().to_string()
+    }
+
+    /// Submits the mock's login form for `username`.
+    async fn submit_username(&self, authorize: &Authorize, username: &str) -> Resp {
+        let mut fields: Vec<(String, String)> = authorize.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        fields.push(("username".into(), username.into()));
+        let action = authorize.url.split('?').next().expect("path").to_string();
+        self.post_form(&action, &fields).await
     }
 
     /// Submits the form_post to the gateway's callback, as the page's script

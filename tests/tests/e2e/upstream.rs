@@ -553,9 +553,7 @@ async fn header_names_keep_their_spelling_unless_preserve_header_case_is_off() {
         assert!(!head.contains(&cookie), "the session cookie never reaches the app");
         assert!(head.contains("\r\nx-auth-assertion: ey"), "{head}");
         assert!(head.contains("\r\nx-auth-email: alice@contoso.example\r\n"), "{head}");
-        assert_eq!(
-            head.matches("-custom-thing: 2\r\n").count() + head.matches("-Custom-Thing: 2\r\n").count(),
-            1
-        );
+        let lower = head.to_ascii_lowercase();
+        assert_eq!(lower.matches("\r\nx-custom-thing: 2\r\n").count(), 1, "{head}");
     }
 }
