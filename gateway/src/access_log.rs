@@ -35,8 +35,18 @@ pub fn request_id(trusted_peer: bool, sent: Option<&HeaderValue>) -> HeaderValue
 /// 32 lower-case hex digits from the thread-local CSPRNG (unguessable, so
 /// an id never tells how many requests came before it).
 fn generate() -> HeaderValue {
-    let id = format!("{:032x}", rand::random::<u128>());
-    HeaderValue::try_from(id).expect("hex digits are a valid header value")
+    hex_id(rand::random::<u128>())
+}
+
+/// `n` as 32 lower-case hex digits, written into a buffer (`format!` costs
+/// more than drawing the random number).
+fn hex_id(n: u128) -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [0u8; 32];
+    for (i, c) in id.iter_mut().enumerate() {
+        *c = HEX[((n >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&id).expect("hex digits are a valid header value")
 }
 
 /// Ids as proxies and tracing systems write them (UUIDs, hex, base64, ULIDs,
@@ -97,6 +107,9 @@ mod tests {
             assert!(s.bytes().all(|c| c.is_ascii_hexdigit()), "{s}");
         }
         assert_ne!(a, b);
+        for n in [0, 1, 0xfedc_ba98_7654_3210_0123_4567_89ab_cdef, u128::MAX] {
+            assert_eq!(hex_id(n).to_str().unwrap(), format!("{n:032x}"));
+        }
     }
 
     #[test]

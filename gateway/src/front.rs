@@ -7,12 +7,13 @@
 use crate::app::App;
 use crate::auth::{self, RequestContext};
 use crate::config::Server;
+use crate::header_names::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
 use crate::metrics::METRICS;
 use crate::respond::{self, Resp};
 use crate::session::Session;
 use bytes::Bytes;
-use http::HeaderMap;
 use http::request::Parts;
+use http::{HeaderMap, HeaderName};
 use policy::Reason;
 use policy::access::{AccessFacts, Outcome, SessionState, decide};
 use policy::cookies::cookies_secure;
@@ -38,10 +39,10 @@ impl Conn {
     pub fn new(server: &Server, peer_ip: Option<IpAddr>, tls: bool, headers: &HeaderMap) -> Conn {
         let trusted_peer = peer_ip.is_some_and(|ip| server.is_trusted(ip));
         let client_ip = peer_ip.map(|peer| {
-            policy::ratelimit::client_ip(peer, header(headers, "x-forwarded-for"), |ip| server.is_trusted(ip))
+            policy::ratelimit::client_ip(peer, header(headers, &X_FORWARDED_FOR), |ip| server.is_trusted(ip))
         });
         let https = tls
-            || (trusted_peer && header(headers, "x-forwarded-proto").is_some_and(|p| p.eq_ignore_ascii_case("https")));
+            || (trusted_peer && header(headers, &X_FORWARDED_PROTO).is_some_and(|p| p.eq_ignore_ascii_case("https")));
         Conn {
             peer_ip,
             client_ip,
@@ -81,7 +82,7 @@ pub enum Verdict {
     Upstream(Outcome, Option<Identity>),
 }
 
-fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn header<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -92,7 +93,7 @@ pub async fn route(app: &App, req: &Parts, raw_target: &[u8], conn: &Conn) -> St
         method: req.method.as_str(),
         raw_target,
         path: req.uri.path(),
-        host: header(&req.headers, "host").unwrap_or_default(),
+        host: header(&req.headers, &http::header::HOST).unwrap_or_default(),
         https: conn.https,
     };
     match classify(&app.routing, &facts) {

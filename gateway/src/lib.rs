@@ -13,6 +13,7 @@ pub mod demo;
 pub mod directory;
 pub mod entra;
 pub mod front;
+pub mod header_names;
 pub mod health;
 pub mod identity;
 pub mod lifecycle;

@@ -13,9 +13,10 @@ mod tests;
 pub mod two_factor;
 
 use crate::app::App;
+use crate::header_names::{SEC_FETCH_MODE, SEC_FETCH_SITE, X_REQUESTED_WITH};
 use crate::respond::{self, Resp};
 use bytes::Bytes;
-use http::{Method, Request};
+use http::{HeaderName, Method, Request};
 use policy::Reason;
 use policy::access::{RequestTraits, is_browser_navigation};
 
@@ -71,7 +72,7 @@ pub fn origin_facts<'a>(
 ) -> policy::origin::OriginFacts<'a> {
     let h = req.headers();
     policy::origin::OriginFacts {
-        sec_fetch_site: h.get("sec-fetch-site").and_then(|v| v.to_str().ok()),
+        sec_fetch_site: h.get(&SEC_FETCH_SITE).and_then(|v| v.to_str().ok()),
         origin: h.get(http::header::ORIGIN).and_then(|v| v.to_str().ok()),
         portal_url: cx.portal_url(app),
     }
@@ -92,12 +93,12 @@ pub fn is_navigation(req: &Request<Bytes>) -> bool {
 
 /// Whether a request is a top-level browser navigation (see `policy::access`).
 pub fn navigation(method: &Method, h: &http::HeaderMap) -> bool {
-    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
+    let get = |n: &HeaderName| h.get(n).and_then(|v| v.to_str().ok());
     is_browser_navigation(&RequestTraits {
         method: method.as_str(),
-        sec_fetch_mode: get("sec-fetch-mode"),
-        accept: get("accept"),
-        x_requested_with: h.contains_key("x-requested-with"),
+        sec_fetch_mode: get(&SEC_FETCH_MODE),
+        accept: get(&http::header::ACCEPT),
+        x_requested_with: h.contains_key(&X_REQUESTED_WITH),
     })
 }
 

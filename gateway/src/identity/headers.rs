@@ -3,6 +3,7 @@
 //! `X-Forwarded-*` set, and the identity headers added.
 
 use crate::front::Identity;
+use crate::header_names::{X_FORWARDED_FOR, X_FORWARDED_HOST};
 use crate::session::Session;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use policy::cookies::is_gateway_cookie;
@@ -101,9 +102,9 @@ pub fn upstream_edits(headers: &HeaderMap, u: &Upstream<'_>, identity: Option<&I
     }
     // X-Forwarded-*: trusted proxies' values are extended, others replaced.
     let trusted = u.rules.trusted_peer;
-    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let get = |n: &HeaderName| headers.get(n).and_then(|v| v.to_str().ok());
     let mut xff = String::new();
-    if let (true, Some(prev)) = (trusted, get("x-forwarded-for")) {
+    if let (true, Some(prev)) = (trusted, get(&X_FORWARDED_FOR)) {
         xff.push_str(prev);
     }
     if let Some(ip) = u.peer_ip {
@@ -118,13 +119,13 @@ pub fn upstream_edits(headers: &HeaderMap, u: &Upstream<'_>, identity: Option<&I
         "x-forwarded-proto",
         HeaderValue::from_static(if u.https { "https" } else { "http" }),
     ));
-    let fwd_host = match (trusted, get("x-forwarded-host")) {
+    let fwd_host = match (trusted, get(&X_FORWARDED_HOST)) {
         (true, Some(h)) => Some(h),
         _ => u.host,
     };
     match fwd_host.and_then(value) {
         Some(h) => edits.push(Edit::Set("x-forwarded-host", h)),
-        None => edits.push(Edit::Remove(HeaderName::from_static("x-forwarded-host"))),
+        None => edits.push(Edit::Remove(X_FORWARDED_HOST.clone())),
     }
     if let Some(id) = u.request_id {
         edits.push(Edit::Set(REQUEST_ID, id.clone()));
