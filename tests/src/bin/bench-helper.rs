@@ -7,8 +7,11 @@
 //!   bench-helper signins URL N CONCURRENCY     N full sign-ins; print sign-ins/s
 //!   bench-helper callbacks URL N CONCURRENCY   N callbacks with tokens the mock minted
 //!                                              beforehand (untimed); print callbacks/s
-//!   bench-helper plain-proxy LISTEN UPSTREAM [HEADERS]   plain Pingora proxying (the stack's floor);
-//!                                               HEADERS: a file of `name: value` lines inserted upstream
+//!   bench-helper plain-proxy LISTEN UPSTREAM [HEADERS|-] [timeouts]
+//!                                              plain Pingora proxying (the stack's floor);
+//!                                              HEADERS: a file of `name: value` lines inserted
+//!                                              upstream; `timeouts`: the gateway's default
+//!                                              upstream timeouts on every peer
 
 use e2e::FormPost;
 use entra_gateway::session::{Session, SessionId, SessionRecord, SessionStore};
@@ -306,18 +309,21 @@ async fn main() {
         }
         Some("plain-proxy") => {
             let (listen, upstream) = (args[1].clone(), args[2].clone());
-            let headers = match args.get(3) {
-                Some(file) => plain_proxy::headers(&std::fs::read_to_string(file).expect("the headers file")),
-                None => Vec::new(),
+            let headers = match args.get(3).map(String::as_str) {
+                Some(file) if file != "-" => {
+                    plain_proxy::headers(&std::fs::read_to_string(file).expect("the headers file"))
+                }
+                _ => Vec::new(),
             };
+            let timeouts = args.get(4).is_some_and(|a| a == "timeouts");
             // Off this runtime's threads: Pingora starts runtimes of its own.
-            let server = std::thread::spawn(move || plain_proxy::run(&listen, &upstream, headers));
+            let server = std::thread::spawn(move || plain_proxy::run(&listen, &upstream, headers, timeouts));
             let _ = server.join();
         }
         _ => {
             eprintln!(
                 "usage: bench-helper mock PORT URI... | signin URL USER | signins|callbacks URL N CONCURRENCY \
-                 | sessions URL REDIS_URL N CONCURRENCY | plain-proxy LISTEN UPSTREAM [HEADERS]"
+                 | sessions URL REDIS_URL N CONCURRENCY | plain-proxy LISTEN UPSTREAM [HEADERS|-] [timeouts]"
             );
             std::process::exit(2);
         }

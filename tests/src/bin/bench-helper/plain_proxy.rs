@@ -7,14 +7,20 @@
 //! request, the way the gateway inserts its own (Pingora's `insert_header`
 //! with a static name, a value made per request): the floor for doing the
 //! same header work, without any of the gateway's decisions.
+//!
+//! Optionally with the gateway's default upstream timeouts on every peer
+//! (SPEC §3 has them; Pingora arms a timer for each read and write), so
+//! the floor can include what every gateway request pays for them.
 
 use async_trait::async_trait;
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
+use std::time::Duration;
 
 struct PlainProxy {
     upstream: String,
     headers: Vec<(&'static str, String)>,
+    timeouts: bool,
 }
 
 #[async_trait]
@@ -26,7 +32,17 @@ impl ProxyHttp for PlainProxy {
     // A peer per request, as the gateway builds it: Pingora's connection pool
     // keys on the peer, so upstream connections are still reused.
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
-        Ok(Box::new(HttpPeer::new(self.upstream.as_str(), false, String::new())))
+        let mut peer = HttpPeer::new(self.upstream.as_str(), false, String::new());
+        if self.timeouts {
+            // The gateway's defaults (`upstream.*_timeout`).
+            let o = &mut peer.options;
+            o.connection_timeout = Some(Duration::from_secs(5));
+            o.total_connection_timeout = Some(Duration::from_secs(5));
+            o.read_timeout = Some(Duration::from_secs(60));
+            o.write_timeout = Some(Duration::from_secs(60));
+            o.idle_timeout = Some(Duration::from_secs(60));
+        }
+        Ok(Box::new(peer))
     }
 
     async fn upstream_request_filter(
@@ -55,7 +71,7 @@ pub fn headers(text: &str) -> Vec<(&'static str, String)> {
 ///
 /// Pingora builds its own runtimes and refuses to start inside another one,
 /// so the caller runs this on a thread of its own, outside `#[tokio::main]`'s.
-pub fn run(listen: &str, upstream: &str, headers: Vec<(&'static str, String)>) -> ! {
+pub fn run(listen: &str, upstream: &str, headers: Vec<(&'static str, String)>, timeouts: bool) -> ! {
     let tmp = std::env::temp_dir();
     let pid = std::process::id();
     let conf = ServerConf {
@@ -73,6 +89,7 @@ pub fn run(listen: &str, upstream: &str, headers: Vec<(&'static str, String)>) -
         PlainProxy {
             upstream: upstream.to_string(),
             headers,
+            timeouts,
         },
     );
     proxy.add_tcp(listen);
