@@ -62,6 +62,14 @@ pub(crate) struct DirectoryUser {
     pub(crate) enabled: bool,
 }
 
+impl DirectoryUser {
+    /// Whether this is the account signing in as `username` (Entra's
+    /// user principal names are case-insensitive).
+    pub(crate) fn is(&self, username: &str) -> bool {
+        self.user.username.eq_ignore_ascii_case(username)
+    }
+}
+
 fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,

@@ -131,11 +131,7 @@ impl MockEntra {
     /// Deletes a user from the tenant: Graph no longer lists it, and its
     /// sign-in is refused (AADSTS50034).
     pub fn graph_remove(&self, username: &str) {
-        self.inner
-            .directory
-            .lock()
-            .expect("lock")
-            .retain(|u| !u.user.username.eq_ignore_ascii_case(username));
+        self.inner.directory.lock().expect("lock").retain(|u| !u.is(username));
     }
 
     /// Restores a deleted configured user (Entra's "deleted users" restore),
@@ -146,7 +142,7 @@ impl MockEntra {
             .find_user(username)
             .expect("graph_restore: not a configured user");
         let mut d = self.inner.directory.lock().expect("lock");
-        if !d.iter().any(|u| u.user.username.eq_ignore_ascii_case(username)) {
+        if !d.iter().any(|u| u.is(username)) {
             d.push(graph::DirectoryUser { user, enabled: true });
         }
     }
@@ -162,10 +158,7 @@ impl MockEntra {
 
     fn graph_edit(&self, username: &str, f: impl FnOnce(&mut graph::DirectoryUser)) {
         let mut d = self.inner.directory.lock().expect("lock");
-        let u = d
-            .iter_mut()
-            .find(|u| u.user.username.eq_ignore_ascii_case(username))
-            .expect("graph_edit: unknown user");
+        let u = d.iter_mut().find(|u| u.is(username)).expect("graph_edit: unknown user");
         f(u);
     }
 

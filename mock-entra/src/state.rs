@@ -92,10 +92,7 @@ impl Inner {
     /// browser (AADSTS50057, AADSTS50034).
     pub(crate) fn sign_in_refusal(&self, user: &MockUser) -> Option<(&'static str, String)> {
         let directory = self.directory.lock().expect("lock");
-        match directory
-            .iter()
-            .find(|d| d.user.username.eq_ignore_ascii_case(&user.username))
-        {
+        match directory.iter().find(|d| d.is(&user.username)) {
             Some(d) if d.enabled => None,
             Some(_) => Some(("AADSTS50057", "The user account is disabled.".to_string())),
             None => Some((

@@ -3,7 +3,7 @@
 //! `X-Forwarded-*` set, and the identity headers added.
 
 use crate::front::Identity;
-use crate::header_names::{X_FORWARDED_FOR, X_FORWARDED_HOST};
+use crate::header_names::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
 use crate::session::Session;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use policy::cookies::is_gateway_cookie;
@@ -114,9 +114,9 @@ pub fn upstream_edits(headers: &HeaderMap, u: &Upstream<'_>, identity: Option<&I
         }
         let _ = write!(xff, "{ip}");
     }
-    set(&mut edits, "x-forwarded-for", xff);
+    set(&mut edits, X_FORWARDED_FOR.as_str(), xff);
     edits.push(Edit::Set(
-        "x-forwarded-proto",
+        X_FORWARDED_PROTO.as_str(),
         HeaderValue::from_static(if u.https { "https" } else { "http" }),
     ));
     let fwd_host = match (trusted, get(&X_FORWARDED_HOST)) {
@@ -124,7 +124,7 @@ pub fn upstream_edits(headers: &HeaderMap, u: &Upstream<'_>, identity: Option<&I
         _ => u.host,
     };
     match fwd_host.and_then(value) {
-        Some(h) => edits.push(Edit::Set("x-forwarded-host", h)),
+        Some(h) => edits.push(Edit::Set(X_FORWARDED_HOST.as_str(), h)),
         None => edits.push(Edit::Remove(X_FORWARDED_HOST.clone())),
     }
     if let Some(id) = u.request_id {
