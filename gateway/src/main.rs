@@ -134,9 +134,16 @@ enum DirectoryCommand {
 enum SessionsCommand {
     /// End sessions on every instance.
     Revoke {
-        #[arg(long, conflicts_with = "sid", required_unless_present = "sid")]
+        // Keys and sids are opaque: one may begin with '-' and must still be
+        // taken as the value, not as another flag.
+        #[arg(
+            long,
+            conflicts_with = "sid",
+            required_unless_present = "sid",
+            allow_hyphen_values = true
+        )]
         user: Option<String>,
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         sid: Option<String>,
         #[command(flatten)]
         config: ConfigArg,
@@ -148,14 +155,14 @@ enum TwoFactorCommand {
     /// Void a user's enrolment and remembered browsers: the next sign-in enrols anew.
     Reset {
         /// The directory key (X-Auth-User) of the user.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         user: String,
         #[command(flatten)]
         config: ConfigArg,
     },
     /// Whether a user is enrolled, recovery codes left, lockout.
     Status {
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         user: String,
         #[command(flatten)]
         config: ConfigArg,

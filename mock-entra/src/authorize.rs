@@ -6,7 +6,7 @@ use crate::config::{MockApp, MockUser};
 use crate::keys::Signing;
 use crate::pages::{error_page, form_post, login_form};
 use crate::state::{Inner, Params, PendingCode, SSO_COOKIE, SsoSession, sso_sid};
-use crate::util::{now, random_token};
+use crate::util::{now, random_sid, random_token};
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
@@ -128,7 +128,7 @@ fn authorize(s: Arc<Inner>, tenant: String, p: Params, sso: Option<String>) -> R
             ),
         );
     }
-    let sid = existing.map(|(sid, _)| sid).unwrap_or_else(|| random_token(16));
+    let sid = existing.map(|(sid, _)| sid).unwrap_or_else(random_sid);
     s.sessions
         .lock()
         .expect("lock")

@@ -4,7 +4,7 @@ use crate::config::{FaultKind, MockEndpoint, MockEntraConfig, MockFault, MockUse
 use crate::keys::{SigningKey, TokenSpec};
 use crate::logout::LogoutCall;
 use crate::state::Inner;
-use crate::util::random_token;
+use crate::util::random_sid;
 use crate::{authorize, discovery, graph, keys, logout, token};
 use axum::Router;
 use axum::routing::{get, post};
@@ -224,7 +224,7 @@ impl MockEntra {
     /// Mints an ID token as Entra would, then applies the spec's overrides.
     pub fn mint(&self, spec: &TokenSpec) -> String {
         let user = self.inner.find_user(&spec.user).expect("mint: unknown user");
-        let sid = random_token(16);
+        let sid = random_sid();
         self.inner.mint(
             &user,
             &spec.client_id,

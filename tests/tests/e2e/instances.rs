@@ -68,6 +68,14 @@ async fn revoke_by_user_ends_every_session_of_that_user_everywhere() {
     let took = until_refused(&[&first, &second, &b], Duration::from_secs(5)).await;
     assert!(took < Duration::from_secs(1), "revoked everywhere in {took:?}");
     assert_eq!(other.whoami().await.status, 200, "other users are untouched");
+
+    // A sid or key is opaque: one that begins with '-' is still the value.
+    for by in ["--sid", "--user"] {
+        let out = h.command(&["sessions", "revoke", by, "-pX"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "revoked 0 session(s)");
+    }
+    assert_eq!(other.whoami().await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
