@@ -128,9 +128,9 @@ pub async fn reload(
 /// Logs and counts one reload.
 async fn reload_and_report(shared: &SharedApp, path: &Path, backend: &Backend, certificate: Option<&CertResolver>) {
     match reload(shared, path, backend, certificate).await {
+        // Counted after the log lines: whoever waits on the counter (an
+        // operator's script, a test) finds them written.
         Ok(kept) => {
-            METRICS.config_reloads.with_label_values(&["ok"]).inc();
-            METRICS.config_last_reload_success.set(crate::session::now_unix());
             for setting in &kept {
                 tracing::warn!(
                     event = "config_reload_needs_restart",
@@ -139,9 +139,10 @@ async fn reload_and_report(shared: &SharedApp, path: &Path, backend: &Backend, c
                 );
             }
             tracing::info!(event = "config_reload", result = "ok", path = %path.display(), needs_restart = kept.len());
+            METRICS.config_reloads.with_label_values(&["ok"]).inc();
+            METRICS.config_last_reload_success.set(crate::session::now_unix());
         }
         Err(e) => {
-            METRICS.config_reloads.with_label_values(&["failed"]).inc();
             match &e {
                 ReloadError::Invalid(errors) => {
                     for error in errors {
@@ -154,6 +155,7 @@ async fn reload_and_report(shared: &SharedApp, path: &Path, backend: &Backend, c
                 event = "config_reload", result = "failed", path = %path.display(),
                 "the running configuration stays"
             );
+            METRICS.config_reloads.with_label_values(&["failed"]).inc();
         }
     }
 }

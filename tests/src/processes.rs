@@ -14,15 +14,25 @@ use std::time::{Duration, Instant};
 /// start binds port 0 (the mock Entra, the app, Redis) and every outgoing
 /// connection gets a local port from that range: picked from it, a released
 /// port could be taken by one of those before the gateway binds it.
+///
+/// A port is handed out once per process: between the pick and the bind
+/// (a gateway boots for a second or so) the port is free, and a second pick
+/// of it (the same harness' metrics port, another test's) would collide.
 pub fn free_port() -> u16 {
     use std::hash::{BuildHasher, RandomState};
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     for _ in 0..1000 {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Random per call and per process (tests run in several processes).
         let r = RandomState::new().hash_one((n, std::process::id()));
         let port = 20_000 + (r % 12_000) as u16;
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if handed_out.contains(&port) {
+            continue;
+        }
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.push(port);
             return port;
         }
     }

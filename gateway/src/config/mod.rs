@@ -180,7 +180,7 @@ pub struct Upstream {
     /// Client headers with `_` in the name that may pass (lower-case).
     pub allow_underscore_headers: Vec<String>,
     /// Header names reach the app spelt as the client sent them (see
-    /// `upstream::request`); false: in lower case, faster.
+    /// `upstream::request`); false, the default: in lower case, faster.
     pub preserve_header_case: bool,
 }
 

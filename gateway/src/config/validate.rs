@@ -469,7 +469,7 @@ fn upstream(cx: &mut Ctx<'_>, r: RawUpstream) -> Option<Upstream> {
         ca_certs,
         strip_authorization: r.strip_authorization,
         allow_underscore_headers,
-        preserve_header_case: r.preserve_header_case.unwrap_or(true),
+        preserve_header_case: r.preserve_header_case.unwrap_or(false),
     })
 }
 

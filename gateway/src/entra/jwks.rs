@@ -514,8 +514,10 @@ mod tests {
         Limits {
             max_key_sets: 3,
             max_failures: 100,
-            refetch_interval: Duration::from_millis(300),
-            keep_unused_for: Duration::from_millis(300),
+            // Long enough that "still within the window" holds on a loaded
+            // machine; the tests sleep past it where it must have passed.
+            refetch_interval: Duration::from_millis(1000),
+            keep_unused_for: Duration::from_millis(1000),
         }
     }
 
@@ -530,7 +532,7 @@ mod tests {
         }
         assert_eq!(fake.count("bad/t1"), 1, "one fetch within the window");
         assert!(lock(&c.tables).sets.is_empty(), "nothing cached for a failure");
-        tokio::time::sleep(Duration::from_millis(350)).await;
+        tokio::time::sleep(Duration::from_millis(1050)).await;
         let _ = c.key("bad/t1", Some("k1"), Trust::Stranger).await;
         assert_eq!(fake.count("bad/t1"), 2, "tried again after the window");
     }
@@ -648,7 +650,7 @@ mod tests {
         assert_eq!(fake.count("good/a"), 3);
         // After the window, a rotation is found by the forced refetch.
         lock(&fake.kids).push("k3".into());
-        tokio::time::sleep(Duration::from_millis(350)).await;
+        tokio::time::sleep(Duration::from_millis(1050)).await;
         assert!(c.key("good/a", Some("k3"), Trust::Stranger).await.is_ok());
         assert_eq!(fake.count("good/a"), 4);
     }
@@ -672,9 +674,9 @@ mod tests {
         let c = cache(&fake, short());
         c.refresh("good/home").await.unwrap();
         c.key("good/old", Some("k1"), Trust::Stranger).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(850)).await;
         c.key("good/new", Some("k1"), Trust::Stranger).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let mut due = c.refresh_due();
         due.sort();
         assert_eq!(due, ["good/home", "good/new"], "old unused, dropped; home pinned");

@@ -174,10 +174,11 @@ mod tests {
         let off = LocalCache::new(Duration::ZERO, 1000);
         off.put(&id, &s);
         assert!(off.get(&id).is_none() && off.is_empty());
-        let short = LocalCache::new(Duration::from_millis(20), 1000);
+        // Long enough that a preempted test thread still reads it in time.
+        let short = LocalCache::new(Duration::from_millis(500), 1000);
         short.put(&id, &s);
         assert!(short.get(&id).is_some());
-        std::thread::sleep(Duration::from_millis(30));
+        std::thread::sleep(Duration::from_millis(600));
         assert!(short.get(&id).is_none());
     }
 

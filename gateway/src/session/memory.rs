@@ -252,11 +252,11 @@ mod tests {
         let store = MemoryStore::new();
         let id = SessionId::generate().key();
         store
-            .put_session(&id, &session(0), Duration::from_millis(50))
+            .put_session(&id, &session(0), Duration::from_millis(500))
             .await
             .unwrap();
         assert!(store.get_session(&id).await.unwrap().is_some());
-        tokio::time::sleep(Duration::from_millis(80)).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
         assert!(store.get_session(&id).await.unwrap().is_none(), "expired by TTL");
 
         let rec = LoginRecord {

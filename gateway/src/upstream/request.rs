@@ -2,14 +2,15 @@
 //!
 //! Pingora keeps a second map beside the request's headers so that each name
 //! reaches the app spelt as the client sent it (`X-Custom` stays `X-Custom`).
-//! Keeping it is `upstream.preserve_header_case: true`, the default: the
-//! names the client sent keep their spelling, for apps that match header
-//! names case-sensitively (the gateway's own are lower case either way). Without it the names go in lower case (a few standard
-//! ones title-cased: `Host`, `Content-Type`, …), as they do over HTTP/2 and
-//! from Envoy or HAProxy; HTTP names are case-insensitive (RFC 9110 §5.1).
 //! That map is cloned for every request, every gateway header is inserted
 //! into it too and it is dropped after: ~2 µs of a ~35 µs request on the
-//! benchmark machine (docs/performance.md).
+//! benchmark machine (docs/performance.md). So by default
+//! (`upstream.preserve_header_case: false`) it is dropped and the names go
+//! in lower case (a few standard ones title-cased: `Host`, `Content-Type`,
+//! …), as they do over HTTP/2 and from Envoy or HAProxy; HTTP names are
+//! case-insensitive (RFC 9110 §5.1). `true` keeps it, for an app that
+//! matches the client's header names case-sensitively (the gateway's own
+//! are lower case either way).
 
 use crate::identity::headers::Edit;
 use http::HeaderName;

@@ -61,7 +61,7 @@ fn cfg(url: &str) -> UpstreamConfig {
         ca_certs: Vec::new(),
         strip_authorization: false,
         allow_underscore_headers: Vec::new(),
-        preserve_header_case: true,
+        preserve_header_case: false,
     }
 }
 

@@ -14,11 +14,18 @@ fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.example.yaml")
 }
 
+/// A free port below the kernel's ephemeral range (32768–60999): one from
+/// that range, released, could become an outgoing connection's local port
+/// before Redis binds it.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::hash::{BuildHasher, RandomState};
+    for n in 0..1000u32 {
+        let port = 20_000 + (RandomState::new().hash_one(n) % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000-31999")
 }
 
 /// A throw-away `redis-server` without persistence, killed on drop.

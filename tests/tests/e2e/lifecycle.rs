@@ -67,7 +67,8 @@ async fn timed_during<T>(b: &Browser, work: impl Future<Output = T>) -> (T, Vec<
 }
 
 /// No worker is held up: nine in ten authenticated requests answer within
-/// 50 ms while a sign-in waits on Entra (the rest: the shared test machine).
+/// 250 ms while a sign-in waits on Entra for seconds (the bound leaves room
+/// for a loaded 2-core CI machine; a blocked worker takes the fault's 3 s).
 fn assert_not_blocked(what: &str, seen: &[Duration]) {
     assert!(seen.len() >= 5, "{what}: too few samples ({})", seen.len());
     let mut sorted = seen.to_vec();
@@ -78,7 +79,10 @@ fn assert_not_blocked(what: &str, seen: &[Duration]) {
         "{what}: {} authenticated requests, p90 {p90:?}, max {max:?}",
         seen.len()
     );
-    assert!(p90 < Duration::from_millis(50), "{what}: p90 {p90:?} (all: {sorted:?})");
+    assert!(
+        p90 < Duration::from_millis(250),
+        "{what}: p90 {p90:?} (all: {sorted:?})"
+    );
 }
 
 /// Starts a sign-in for `user` up to the form_post the browser is to deliver.
@@ -304,21 +308,22 @@ async fn sigterm_drains_then_lets_in_flight_requests_finish() {
             flow: Flow::Code,
             ..Options::default()
         }
-        .patch(json!({"server": {"drain_timeout": "2s", "shutdown_timeout": "10s"}})),
+        .patch(json!({"server": {"drain_timeout": "5s", "shutdown_timeout": "10s"}})),
     )
     .await;
     let alice = h.signed_in("alice@contoso.example").await;
     // A sign-in that will be in flight when the listener closes.
     h.entra.set_faults(vec![fault(
         MockEndpoint::Token,
-        FaultKind::Delay(Duration::from_secs(3)),
+        FaultKind::Delay(Duration::from_secs(6)),
     )]);
     let bob = h.browser();
     let fp = up_to_callback(&bob, "zoe@contoso.example").await;
 
     let t0 = Instant::now();
     h.gateway.signal("-TERM");
-    let body = until_ready_status(&h.gateway, "draining", Duration::from_secs(1)).await;
+    // The drain leaves room for the requests below on a loaded machine.
+    let body = until_ready_status(&h.gateway, "draining", Duration::from_secs(3)).await;
     assert_eq!(readiness(&h.gateway).await.0, 503, "{body}");
     let main = reqwest::get(h.url("/.well-known/entra-gateway/readyz")).await.unwrap();
     assert_eq!(main.status(), 503);
@@ -328,17 +333,17 @@ async fn sigterm_drains_then_lets_in_flight_requests_finish() {
         "requests are still served while draining"
     );
     let slow = bob.deliver(&fp).await;
-    assert!(t0.elapsed() > Duration::from_secs(2), "outlived the drain");
+    assert!(t0.elapsed() > Duration::from_secs(5), "outlived the drain");
     assert_eq!(slow.status, 303, "the in-flight sign-in completes: {}", slow.body);
 
     let status = h
         .gateway
-        .wait_exit(Duration::from_secs(10))
+        .wait_exit(Duration::from_secs(12))
         .await
         .expect("exits once idle, within the timeouts");
     let took = t0.elapsed();
     assert!(status.success(), "{status}");
-    assert!(took < Duration::from_secs(2 + 10), "took {took:?}");
+    assert!(took < Duration::from_secs(5 + 10), "took {took:?}");
     assert!(
         reqwest::get(h.url("/.well-known/entra-gateway/healthz")).await.is_err(),
         "the listener is closed"

@@ -154,7 +154,9 @@ async fn pending_until_enrolled_then_the_app_sees_totp() {
     assert!(r.body.contains("id=\"two-factor-error\""), "{}", r.body);
     assert_eq!(secret_of(&r.body), secret, "the same key until confirmed");
 
-    let r = submit(&b, &page.body, &code(&secret, 0), false).await;
+    // Kept: recomputed later, a step boundary in between would give a fresh code.
+    let used = code(&secret, 0);
+    let r = submit(&b, &page.body, &used, false).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body.matches("<li>").count(), 10, "ten recovery codes: {}", r.body);
     // Continue to where the sign-in was going (minijinja escapes `/`).
@@ -192,7 +194,6 @@ async fn pending_until_enrolled_then_the_app_sees_totp() {
     signed_in_pending(&h, &again, "alice@contoso.example").await;
     let page = again.get("/auth/2fa?rd=%2Ftickets").await;
     assert!(!page.body.contains("<svg") && !page.body.contains("totp-secret"));
-    let used = code(&secret, 0);
     let r = submit(&again, &page.body, &used, false).await;
     assert_eq!(r.status, 400, "the code used at enrolment is spent (replay)");
     assert!(r.body.contains("already used"), "{}", r.body);
