@@ -140,10 +140,11 @@ enum SessionsCommand {
             long,
             conflicts_with = "sid",
             required_unless_present = "sid",
-            allow_hyphen_values = true
+            allow_hyphen_values = true,
+            value_parser = opaque
         )]
         user: Option<String>,
-        #[arg(long, allow_hyphen_values = true)]
+        #[arg(long, allow_hyphen_values = true, value_parser = opaque)]
         sid: Option<String>,
         #[command(flatten)]
         config: ConfigArg,
@@ -155,18 +156,27 @@ enum TwoFactorCommand {
     /// Void a user's enrolment and remembered browsers: the next sign-in enrols anew.
     Reset {
         /// The directory key (X-Auth-User) of the user.
-        #[arg(long, allow_hyphen_values = true)]
+        #[arg(long, allow_hyphen_values = true, value_parser = opaque)]
         user: String,
         #[command(flatten)]
         config: ConfigArg,
     },
     /// Whether a user is enrolled, recovery codes left, lockout.
     Status {
-        #[arg(long, allow_hyphen_values = true)]
+        #[arg(long, allow_hyphen_values = true, value_parser = opaque)]
         user: String,
         #[command(flatten)]
         config: ConfigArg,
     },
+}
+
+/// A sid or key may begin with '-', but one beginning with "--" is a flag
+/// typed where the value belongs (`--user --sid=x`): refused, not taken.
+fn opaque(value: &str) -> Result<String, String> {
+    if value.starts_with("--") {
+        return Err(format!("expected a value, found the flag {value:?}"));
+    }
+    Ok(value.to_string())
 }
 
 #[derive(Subcommand)]

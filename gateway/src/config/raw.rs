@@ -79,7 +79,8 @@ pub struct RawUpstream {
     /// Remove a client-sent `Authorization` header too (SPEC §5 "only when configured").
     pub strip_authorization: bool,
     pub allow_underscore_headers: Vec<String>,
-    /// Absent means true: names reach the app spelt as the client sent them.
+    /// Absent means false: names reach the app in lower case; true keeps the
+    /// client's spelling.
     pub preserve_header_case: Option<bool>,
     #[serde(flatten)]
     pub unknown: Unknown,

@@ -10,7 +10,7 @@
 //! …), as they do over HTTP/2 and from Envoy or HAProxy; HTTP names are
 //! case-insensitive (RFC 9110 §5.1). `true` keeps it, for an app that
 //! matches the client's header names case-sensitively (the gateway's own
-//! are lower case either way).
+//! are lower case either way, but for a rewritten `Cookie`).
 
 use crate::identity::headers::Edit;
 use http::HeaderName;

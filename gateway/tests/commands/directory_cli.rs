@@ -16,12 +16,16 @@ fn example() -> PathBuf {
 
 /// A free port below the kernel's ephemeral range (32768–60999): one from
 /// that range, released, could become an outgoing connection's local port
-/// before Redis binds it.
+/// before Redis binds it. Handed out once: two tests starting Redis at the
+/// same time must not pick the same one.
 fn free_port() -> u16 {
     use std::hash::{BuildHasher, RandomState};
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     for n in 0..1000u32 {
         let port = 20_000 + (RandomState::new().hash_one(n) % 12_000) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.push(port);
             return port;
         }
     }

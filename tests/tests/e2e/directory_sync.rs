@@ -407,15 +407,16 @@ async fn periodic_sync_runs_once_per_interval_among_instances_and_degrades_readi
             )
             .await
     };
-    let mut calls: Vec<u128> = Vec::new();
+    let (mut calls, mut ok): (Vec<u128>, usize) = (Vec::new(), 0);
     for _ in 0..30 {
         calls = h.entra.users_calls().into_iter().map(|(_, t)| t).collect();
-        if synced_ok().await as usize == calls.len() {
+        ok = synced_ok().await as usize;
+        if ok == calls.len() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(synced_ok().await as usize, calls.len(), "{calls:?}");
+    assert_eq!(ok, calls.len(), "{calls:?}");
     // At most one per 5 s window. The first sync runs at start, at any point
     // of its window, and its Graph call may arrive after the window's edge;
     // the ones after start at an edge.

@@ -75,6 +75,10 @@ async fn revoke_by_user_ends_every_session_of_that_user_everywhere() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "revoked 0 session(s)");
     }
+    // But a flag where the value belongs is refused, not taken as the value.
+    let out = h.command(&["sessions", "revoke", "--user", "--sid=x"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected a value"));
     assert_eq!(other.whoami().await.status, 200);
 }
 

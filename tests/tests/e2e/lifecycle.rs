@@ -332,6 +332,8 @@ async fn sigterm_drains_then_lets_in_flight_requests_finish() {
         200,
         "requests are still served while draining"
     );
+    // Sent while the listener is still open (the drain is 5 s): in flight when it closes.
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
     let slow = bob.deliver(&fp).await;
     assert!(t0.elapsed() > Duration::from_secs(5), "outlived the drain");
     assert_eq!(slow.status, 303, "the in-flight sign-in completes: {}", slow.body);

@@ -345,9 +345,7 @@ impl NamedApp {
             }
         }))
     }
-}
 
-impl NamedApp {
     /// Stops answering before it returns: `abort` alone only schedules the
     /// cancellation, and the listener would take a connection meanwhile.
     async fn stop(mut self) {
@@ -518,7 +516,7 @@ async fn raw_get(h: &Harness, path: &str, headers: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn header_names_go_in_lower_case_unless_preserve_header_case_is_on() {
-    for preserve in [None, Some(true)] {
+    for preserve in [None, Some(false), Some(true)] {
         let (port, mut heads) = capturing_upstream().await;
         let mut upstream = json!({ "url": format!("http://127.0.0.1:{port}") });
         if let Some(p) = preserve {
