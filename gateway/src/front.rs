@@ -7,13 +7,13 @@
 use crate::app::App;
 use crate::auth::{self, RequestContext};
 use crate::config::Server;
-use crate::header_names::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
+use crate::header_names::{X_FORWARDED_FOR, X_FORWARDED_PROTO, text};
 use crate::metrics::METRICS;
 use crate::respond::{self, Resp};
 use crate::session::Session;
 use bytes::Bytes;
+use http::HeaderMap;
 use http::request::Parts;
-use http::{HeaderMap, HeaderName};
 use policy::Reason;
 use policy::access::{AccessFacts, Outcome, SessionState, decide};
 use policy::cookies::cookies_secure;
@@ -39,10 +39,10 @@ impl Conn {
     pub fn new(server: &Server, peer_ip: Option<IpAddr>, tls: bool, headers: &HeaderMap) -> Conn {
         let trusted_peer = peer_ip.is_some_and(|ip| server.is_trusted(ip));
         let client_ip = peer_ip.map(|peer| {
-            policy::ratelimit::client_ip(peer, header(headers, &X_FORWARDED_FOR), |ip| server.is_trusted(ip))
+            policy::ratelimit::client_ip(peer, text(headers, &X_FORWARDED_FOR), |ip| server.is_trusted(ip))
         });
-        let https = tls
-            || (trusted_peer && header(headers, &X_FORWARDED_PROTO).is_some_and(|p| p.eq_ignore_ascii_case("https")));
+        let https =
+            tls || (trusted_peer && text(headers, &X_FORWARDED_PROTO).is_some_and(|p| p.eq_ignore_ascii_case("https")));
         Conn {
             peer_ip,
             client_ip,
@@ -82,10 +82,6 @@ pub enum Verdict {
     Upstream(Outcome, Option<Identity>),
 }
 
-fn header<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
-    h.get(name).and_then(|v| v.to_str().ok())
-}
-
 /// Classifies a request and answers what needs no session.
 pub async fn route(app: &App, req: &Parts, raw_target: &[u8], conn: &Conn) -> Step {
     let nav = auth::navigation(&req.method, &req.headers);
@@ -93,7 +89,7 @@ pub async fn route(app: &App, req: &Parts, raw_target: &[u8], conn: &Conn) -> St
         method: req.method.as_str(),
         raw_target,
         path: req.uri.path(),
-        host: header(&req.headers, &http::header::HOST).unwrap_or_default(),
+        host: text(&req.headers, &http::header::HOST).unwrap_or_default(),
         https: conn.https,
     };
     match classify(&app.routing, &facts) {

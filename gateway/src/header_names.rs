@@ -2,7 +2,12 @@
 //! with a `&str` parses the name on every call before hashing it; with a
 //! `&HeaderName` it only hashes.
 
-use http::HeaderName;
+use http::{HeaderMap, HeaderName};
+
+/// A header's value as text; `None` when absent or not visible ASCII.
+pub fn text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");

@@ -19,6 +19,7 @@ use crate::access_log;
 use crate::app::App;
 use crate::auth;
 use crate::front::{self, Conn, Identity, Step, Verdict};
+use crate::header_names::{X_REQUEST_ID, text};
 use crate::identity::headers::{Upstream, upstream_edits};
 use crate::lifecycle::{InFlight, SharedApp};
 use crate::metrics::METRICS;
@@ -164,7 +165,7 @@ impl ProxyHttp for GatewayProxy {
         ctx.conn = Conn::new(&app.config.server, peer, tls, &req.headers);
         ctx.request_id = Some(access_log::request_id(
             ctx.conn.trusted_peer,
-            req.headers.get(&crate::header_names::X_REQUEST_ID),
+            req.headers.get(&X_REQUEST_ID),
         ));
         match front::route(app, req, req.raw_path(), &ctx.conn).await {
             Step::Respond(outcome, resp) => answer(session, ctx, outcome, resp).await,
@@ -268,11 +269,7 @@ impl ProxyHttp for GatewayProxy {
             cookie_base: &cfg.session.cookie_name,
             peer_ip: ctx.conn.peer_ip,
             https: ctx.conn.https,
-            host: session
-                .req_header()
-                .headers
-                .get(http::header::HOST)
-                .and_then(|v| v.to_str().ok()),
+            host: text(&session.req_header().headers, &http::header::HOST),
             convenience: cfg.identity.convenience_headers,
             request_id: ctx.request_id.as_ref(),
         };
@@ -295,7 +292,7 @@ impl ProxyHttp for GatewayProxy {
     /// never the query string (it may carry codes, tokens or personal data).
     fn request_summary(&self, session: &Session_, _ctx: &Ctx) -> String {
         let req = session.req_header();
-        let host = req.headers.get(http::header::HOST).and_then(|v| v.to_str().ok());
+        let host = text(&req.headers, &http::header::HOST);
         format!("{} {} Host: {}", req.method, req.uri.path(), host.unwrap_or(""))
     }
 

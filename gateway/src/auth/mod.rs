@@ -13,10 +13,10 @@ mod tests;
 pub mod two_factor;
 
 use crate::app::App;
-use crate::header_names::{SEC_FETCH_MODE, SEC_FETCH_SITE, X_REQUESTED_WITH};
+use crate::header_names::{SEC_FETCH_MODE, SEC_FETCH_SITE, X_REQUESTED_WITH, text};
 use crate::respond::{self, Resp};
 use bytes::Bytes;
-use http::{HeaderName, Method, Request};
+use http::{Method, Request};
 use policy::Reason;
 use policy::access::{RequestTraits, is_browser_navigation};
 
@@ -72,8 +72,8 @@ pub fn origin_facts<'a>(
 ) -> policy::origin::OriginFacts<'a> {
     let h = req.headers();
     policy::origin::OriginFacts {
-        sec_fetch_site: h.get(&SEC_FETCH_SITE).and_then(|v| v.to_str().ok()),
-        origin: h.get(http::header::ORIGIN).and_then(|v| v.to_str().ok()),
+        sec_fetch_site: text(h, &SEC_FETCH_SITE),
+        origin: text(h, &http::header::ORIGIN),
         portal_url: cx.portal_url(app),
     }
 }
@@ -93,11 +93,10 @@ pub fn is_navigation(req: &Request<Bytes>) -> bool {
 
 /// Whether a request is a top-level browser navigation (see `policy::access`).
 pub fn navigation(method: &Method, h: &http::HeaderMap) -> bool {
-    let get = |n: &HeaderName| h.get(n).and_then(|v| v.to_str().ok());
     is_browser_navigation(&RequestTraits {
         method: method.as_str(),
-        sec_fetch_mode: get(&SEC_FETCH_MODE),
-        accept: get(&http::header::ACCEPT),
+        sec_fetch_mode: text(h, &SEC_FETCH_MODE),
+        accept: text(h, &http::header::ACCEPT),
         x_requested_with: h.contains_key(&X_REQUESTED_WITH),
     })
 }
@@ -107,11 +106,7 @@ pub fn navigation(method: &Method, h: &http::HeaderMap) -> bool {
 /// tell devices apart, bounded so a client cannot flood the log.
 pub fn user_agent(req: &Request<Bytes>) -> &str {
     const MAX: usize = 256;
-    let ua = req
-        .headers()
-        .get(http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let ua = text(req.headers(), &http::header::USER_AGENT).unwrap_or("");
     // `to_str` only accepts visible ASCII: any byte index is a char boundary.
     &ua[..ua.len().min(MAX)]
 }
@@ -131,10 +126,7 @@ pub fn query_params(req: &Request<Bytes>) -> Vec<(String, String)> {
 
 /// The urlencoded body of a POST (nothing for other methods or types).
 pub fn form_params(req: &Request<Bytes>) -> Vec<(String, String)> {
-    let is_form = req
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
+    let is_form = text(req.headers(), &http::header::CONTENT_TYPE)
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if req.method() == Method::POST && is_form {
         form_urlencoded::parse(req.body()).into_owned().collect()

@@ -3,7 +3,7 @@
 //! `X-Forwarded-*` set, and the identity headers added.
 
 use crate::front::Identity;
-use crate::header_names::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
+use crate::header_names::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, text};
 use crate::session::Session;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use policy::cookies::is_gateway_cookie;
@@ -102,9 +102,8 @@ pub fn upstream_edits(headers: &HeaderMap, u: &Upstream<'_>, identity: Option<&I
     }
     // X-Forwarded-*: trusted proxies' values are extended, others replaced.
     let trusted = u.rules.trusted_peer;
-    let get = |n: &HeaderName| headers.get(n).and_then(|v| v.to_str().ok());
     let mut xff = String::new();
-    if let (true, Some(prev)) = (trusted, get(&X_FORWARDED_FOR)) {
+    if let (true, Some(prev)) = (trusted, text(headers, &X_FORWARDED_FOR)) {
         xff.push_str(prev);
     }
     if let Some(ip) = u.peer_ip {
@@ -119,7 +118,7 @@ pub fn upstream_edits(headers: &HeaderMap, u: &Upstream<'_>, identity: Option<&I
         X_FORWARDED_PROTO.as_str(),
         HeaderValue::from_static(if u.https { "https" } else { "http" }),
     ));
-    let fwd_host = match (trusted, get(&X_FORWARDED_HOST)) {
+    let fwd_host = match (trusted, text(headers, &X_FORWARDED_HOST)) {
         (true, Some(h)) => Some(h),
         _ => u.host,
     };

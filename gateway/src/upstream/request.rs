@@ -144,7 +144,6 @@ mod tests {
         apply(&mut kept, edits(), true).unwrap();
         let mut lower = request(b"/a%20b?q=1");
         apply(&mut lower, edits(), false).unwrap();
-        let (kept, lower) = (kept, lower);
         let (kw, lw) = (wire(&kept), wire(&lower));
         assert!(
             kw.contains("X-Custom-Thing: 1\r\n") && kw.contains("User-Agent: test/1\r\n"),
